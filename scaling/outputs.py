@@ -1,0 +1,103 @@
+"""What the scaling stage writes to runs/<study>/family/: member specs, family.csv, grid.csv, scaling.png.
+
+Every file is written atomically (temp file + os.replace), so an interrupted run never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from nas.cost import count_flops
+from nas.spec import save_spec, write_text_atomic
+from scaling.family import Member
+
+
+def csv_text(rows: Sequence[dict[str, Any]]) -> str:
+    """CSV with a header from the first row's keys (every row has the same keys)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def family_rows(members: Sequence[Member]) -> list[dict[str, Any]]:
+    """One row per member; the FLOPs ratio is to the first member (the base, phi 0)."""
+    base_flops = count_flops(members[0].spec)
+    return [member.row(base_flops) for member in members]
+
+
+def write_family(folder: Path, members: Sequence[Member]) -> list[dict[str, Any]]:
+    """Write <name>.json for every member and family.csv; returns the csv rows."""
+    for member in members:
+        save_spec(member.spec, folder / f"{member.name}.json")
+    rows = family_rows(members)
+    write_text_atomic(folder / "family.csv", csv_text(rows))
+    return rows
+
+
+def write_grid(folder: Path, rows: Sequence[dict[str, Any]]) -> None:
+    write_text_atomic(folder / "grid.csv", csv_text(rows))
+
+
+def plot_scaling(path: Path, grid: Sequence[dict[str, Any]], family: Sequence[dict[str, Any]]) -> None:
+    """Left: grid points at (beta, gamma), alpha written beside them, coloured by proxy accuracy.
+    Right: the family's actual FLOPs ratio to the base against 2^phi."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    from matplotlib import pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    if grid:
+        trained = [row for row in grid if row["val_acc"] != ""]
+        untrained = [row for row in grid if row["val_acc"] == ""]
+        if trained:
+            dots = left.scatter(
+                [row["beta"] for row in trained], [row["gamma"] for row in trained],
+                c=[row["val_acc"] for row in trained], cmap="viridis", s=90, edgecolors="black",
+            )
+            figure.colorbar(dots, ax=left, label="proxy validation accuracy")
+        if untrained:
+            left.scatter([row["beta"] for row in untrained], [row["gamma"] for row in untrained],
+                         facecolors="none", edgecolors="grey", s=90, label="not trained")
+            left.legend(loc="upper right")
+        for row in grid:
+            marker = " *" if row.get("chosen") else ""
+            left.annotate(f"a={row['alpha']:g}{marker}", (row["beta"], row["gamma"]),
+                          textcoords="offset points", xytext=(6, 4), fontsize=8)
+        left.set_title("grid at phi = 1 (a = alpha, * = chosen)")
+    else:
+        left.text(0.5, 0.5, "no grid search (coefficients given)", ha="center", va="center")
+        left.set_title("grid at phi = 1")
+    left.set_xlabel("beta (width)")
+    left.set_ylabel("gamma (resolution)")
+
+    phis = [row["phi"] for row in family]
+    right.plot(phis, [row["flops_ratio"] for row in family], "o-", label="actual FLOPs ratio (rounded)")
+    right.plot(phis, [2.0**phi for phi in phis], "--", color="grey", label="2^phi")
+    right.set_yscale("log", base=2)
+    right.set_xlabel("phi")
+    right.set_ylabel("FLOPs / base FLOPs")
+    right.set_title("family FLOPs growth")
+    right.legend()
+    figure.tight_layout()
+    _save_figure_atomic(figure, path)
+    plt.close(figure)
+
+
+def _save_figure_atomic(figure: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        figure.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
