@@ -1,0 +1,109 @@
+"""`nas scale`: grid-search alpha, beta, gamma at phi = 1 on the proxy task, then emit the B1-B7-style family.
+
+The one module of `nas` that imports the `scaling` package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from nas.cli.format import print_table
+from nas.errors import NasError
+from nas.family import is_family_name
+from nas.resolve import RUN_FOLDER_SPEC_FILES, resolve_spec
+from scaling.family import parse_budgets
+from scaling.grid import CONSTRAINTS, DEPTH_ROUNDINGS
+from scaling.pipeline import ScalingOptions, ScalingReport, scale_base
+
+DEFAULT_RUNS = Path("runs")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    defaults = ScalingOptions()
+    parser = subparsers.add_parser(
+        "scale", help="find the compound-scaling coefficients on the proxy task and emit a family of networks"
+    )
+    parser.add_argument("--base", required=True,
+                        help="the baseline: runs/<study>/best.json, a run folder, a spec .json or a name (b0)")
+    parser.add_argument("--data", default=defaults.data, help="proxy data set (default %(default)s)")
+    parser.add_argument("--grid-step", type=float, default=defaults.grid_step,
+                        help="grid step for alpha in [1, 2], beta and gamma in [1, 1.5] (default %(default)s;"
+                             " the paper's finer grid: 0.1 or 0.05)")
+    parser.add_argument("--tolerance", type=float, default=defaults.tolerance,
+                        help="keep points within this of a FLOPs ratio of 2 (default %(default)s)")
+    parser.add_argument("--constraint", choices=CONSTRAINTS, default=defaults.constraint,
+                        help="nominal: |alpha*beta^2*gamma^2 - 2| (the paper's way); actual: the rounded"
+                             " network's FLOPs ratio (default %(default)s)")
+    parser.add_argument("--depth-rounding", choices=DEPTH_ROUNDINGS, default=defaults.depth_rounding,
+                        help="stage repeats: ceil (the reference's) or round to nearest (default %(default)s)")
+    parser.add_argument("--proxy", default=defaults.proxy, help="proxy training preset per grid point"
+                                                                " (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--study", help="run folder name under --runs (default: the base's study folder,"
+                                        " or scale-<base>)")
+    parser.add_argument("--storage", help="Optuna storage URL shared by workers (default: the run folder's"
+                                          " scaling.journal)")
+    parser.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="where run folders go (default runs)")
+    for name, dimension in (("alpha", "depth"), ("beta", "width"), ("gamma", "resolution")):
+        parser.add_argument(f"--{name}", type=float,
+                            help=f"{dimension} coefficient: give all three to skip the grid search")
+    parser.add_argument("--published", action="store_true",
+                        help="emit the published B1-B7 multipliers (no grid search)")
+    parser.add_argument("--budgets", help="FLOPs budgets, e.g. 0.7e9,1.8e9: one member per budget at the"
+                                          " largest phi that fits it")
+    parser.set_defaults(run=run)
+
+
+def run_folder(base: str, study: str | None, runs: Path) -> Path:
+    """Where the family goes: --study under runs/; else the study folder the base came from
+    (runs/<study>/best.json or a run folder); else runs/scale-<base name or file stem>."""
+    if study:
+        return runs / study
+    path = Path(base)
+    if path.is_dir():
+        return path
+    if path.is_file() and path.name in RUN_FOLDER_SPEC_FILES:
+        return path.parent
+    name = base.strip().lower().split("_")[-1] if is_family_name(base) else path.stem
+    return runs / f"scale-{name}"
+
+
+def _coefficients(args: argparse.Namespace) -> tuple[float, float, float] | None:
+    given = (args.alpha, args.beta, args.gamma)
+    if all(value is None for value in given):
+        return None
+    if any(value is None for value in given):
+        raise NasError("give all three of --alpha, --beta and --gamma, or none to search them")
+    return given  # type: ignore[return-value]
+
+
+def run(args: argparse.Namespace) -> int:
+    base = resolve_spec(args.base)
+    options = ScalingOptions(
+        grid_step=args.grid_step, tolerance=args.tolerance, constraint=args.constraint,
+        depth_rounding=args.depth_rounding, data=args.data, proxy=args.proxy, seed=args.seed,
+        storage=args.storage, coefficients=_coefficients(args), published=args.published,
+        budgets=parse_budgets(args.budgets) if args.budgets else None, progress=sys.stderr.isatty(),
+    )
+    report = scale_base(base, run_folder(args.base, args.study, args.runs), options)
+    _print_report(report)
+    return 0
+
+
+def _print_report(report: ScalingReport) -> None:
+    if report.grid:
+        print("grid at phi = 1:")
+        print_table(report.grid)
+    if report.unfinished:
+        print(f"{report.unfinished} grid point(s) still training in another process: the choice uses the"
+              " points finished so far; run again to update it")
+    if report.coefficients:
+        alpha, beta, gamma = report.coefficients
+        print(f"coefficients: alpha={alpha:g} beta={beta:g} gamma={gamma:g}"
+              f" (alpha*beta^2*gamma^2 = {alpha * beta**2 * gamma**2:.3f})")
+    else:
+        print("coefficients: the published B1-B7 multipliers")
+    print_table(report.family)
+    print(f"wrote {report.folder} in {report.seconds:.0f} s")

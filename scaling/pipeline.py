@@ -1,0 +1,126 @@
+"""The whole scaling stage from Python: coefficients (grid search, given, or published), then the family files.
+
+    report = scale_base(efficientnet("b0"), Path("runs/scale-b0"), ScalingOptions())
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nas.cost import count_flops
+from nas.errors import NasError
+from nas.spec import Spec
+from scaling.family import Member, budget_family, check_coefficients, compound_family, published_family
+from scaling.grid import grid_points
+from scaling.outputs import plot_scaling, write_family, write_grid
+
+FAMILY_FOLDER = "family"
+GRID_JOURNAL = "scaling.journal"
+GRID_STUDY = "scaling"
+
+
+@dataclass(frozen=True)
+class ScalingOptions:
+    """How to scale: the grid (step, tolerance, constraint), the proxy task, or fixed coefficients."""
+
+    grid_step: float = 0.25
+    tolerance: float = 0.1
+    constraint: str = "nominal"
+    depth_rounding: str = "ceil"
+    data: str = "fashion-mnist"
+    proxy: str = "scale"
+    seed: int = 0
+    storage: str | None = None  # an Optuna storage URL; None = the run folder's scaling.journal
+    coefficients: tuple[float, float, float] | None = None  # given (alpha, beta, gamma): no grid search
+    published: bool = False
+    budgets: list[float] | None = None
+    progress: bool = False
+
+
+@dataclass
+class ScalingReport:
+    """What the stage did: the chosen coefficients, the grid rows, the family rows and where they went."""
+
+    folder: Path
+    coefficients: tuple[float, float, float] | None
+    grid: list[dict[str, Any]] = field(default_factory=list)
+    family: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    unfinished: int = 0  # grid points still training in another process
+
+
+def _check_options(base: Spec, options: ScalingOptions) -> None:
+    """Reject option combinations before any training, so a mistake costs no grid run."""
+    if options.published and (options.budgets or options.coefficients):
+        raise NasError("--published emits the published B1-B7 coefficients: it takes no --budgets, --alpha,"
+                       " --beta or --gamma")
+    if options.coefficients is not None:
+        check_coefficients(*options.coefficients)
+    base_flops = count_flops(base)
+    for budget in options.budgets or ():
+        if budget < base_flops:
+            raise NasError(f"--budgets entry {budget:.4g} is below the base network's {base_flops:,} FLOPs")
+
+
+def search_coefficients(
+    base: Spec, run_dir: Path, options: ScalingOptions
+) -> tuple[tuple[float, float, float], list[dict[str, Any]], int]:
+    """Run (or resume) the grid study; returns the chosen (alpha, beta, gamma), the grid rows and how
+    many points are still unfinished (trained by another process right now)."""
+    # Imported here: the trainer and the study pull in torch and Optuna, which the family alone never
+    # needs, and the `nas` command imports this module for every command.
+    from nas.data import load_dataset
+    from nas.storage import open_storage
+    from nas.train import get_preset
+    from scaling.stage import GridSettings, choose_point, collect_results, open_grid_study, run_grid
+
+    points = grid_points(base, options.grid_step, options.tolerance, options.constraint, options.depth_rounding)
+    preset = get_preset(options.proxy)
+    settings = GridSettings(options.grid_step, options.tolerance, options.constraint, options.depth_rounding,
+                            options.data, preset, options.seed)
+    if options.storage is None:
+        storage = open_storage(str(run_dir / GRID_JOURNAL), run_dir)
+        study_name = GRID_STUDY
+    else:
+        storage = open_storage(options.storage, run_dir)
+        study_name = f"{run_dir.name}-{GRID_STUDY}"
+    study = open_grid_study(storage, study_name, base, points, settings)
+    data = load_dataset(options.data, seed=options.seed)
+    run_grid(study, base, points, data, settings, progress=options.progress)
+    results = collect_results(study, points, preset)
+    best = choose_point(results)
+    rows = [result.row(chosen=result is best) for result in results]
+    unfinished = sum(result.val_acc is None and result.state != "diverged" for result in results)
+    return (best.point.alpha, best.point.beta, best.point.gamma), rows, unfinished
+
+
+def derive_family(
+    base: Spec, coefficients: tuple[float, float, float] | None, options: ScalingOptions
+) -> list[Member]:
+    """The family: published multipliers, members fitted to FLOPs budgets, or phi = 1..7."""
+    if options.published:
+        return published_family(base)
+    assert coefficients is not None
+    if options.budgets:
+        return budget_family(base, *coefficients, options.budgets, options.depth_rounding)
+    return compound_family(base, *coefficients, options.depth_rounding)
+
+
+def scale_base(base: Spec, run_dir: Path, options: ScalingOptions) -> ScalingReport:
+    """Find or take the coefficients, derive the family and write run_dir/family/ (specs, csvs, plot)."""
+    _check_options(base, options)
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    report = ScalingReport(folder=run_dir / FAMILY_FOLDER, coefficients=options.coefficients)
+    if not options.published and options.coefficients is None:
+        report.coefficients, report.grid, report.unfinished = search_coefficients(base, run_dir, options)
+    members = derive_family(base, report.coefficients, options)
+    report.family = write_family(report.folder, members)
+    if report.grid:
+        write_grid(report.folder, report.grid)
+    plot_scaling(report.folder / "scaling.png", report.grid, report.family)
+    report.seconds = time.perf_counter() - started
+    return report
