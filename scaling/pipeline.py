@@ -70,6 +70,7 @@ def search_coefficients(
 ) -> tuple[tuple[float, float, float], list[dict[str, Any]], int]:
     """Run (or resume) the grid study; returns the chosen (alpha, beta, gamma), the grid rows and how
     many points are still unfinished (trained by another process right now)."""
+    points = grid_points(base, options.grid_step, options.tolerance, options.constraint, options.depth_rounding)
     # Imported here: the trainer and the study pull in torch and Optuna, which the family alone never
     # needs, and the `nas` command imports this module for every command.
     from nas.data import load_dataset
@@ -77,10 +78,10 @@ def search_coefficients(
     from nas.train import get_preset
     from scaling.stage import GridSettings, choose_point, collect_results, open_grid_study, run_grid
 
-    points = grid_points(base, options.grid_step, options.tolerance, options.constraint, options.depth_rounding)
     preset = get_preset(options.proxy)
     settings = GridSettings(options.grid_step, options.tolerance, options.constraint, options.depth_rounding,
                             options.data, preset, options.seed)
+    data = load_dataset(options.data, seed=options.seed)  # bad or missing data fails before a study exists
     if options.storage is None:
         storage = open_storage(str(run_dir / GRID_JOURNAL), run_dir)
         study_name = GRID_STUDY
@@ -88,7 +89,6 @@ def search_coefficients(
         storage = open_storage(options.storage, run_dir)
         study_name = f"{run_dir.name}-{GRID_STUDY}"
     study = open_grid_study(storage, study_name, base, points, settings)
-    data = load_dataset(options.data, seed=options.seed)
     run_grid(study, base, points, data, settings, progress=options.progress)
     results = collect_results(study, points, preset)
     best = choose_point(results)
