@@ -14,7 +14,7 @@ from nas.cost import count_flops, count_params
 from nas.errors import NasError
 from nas.family import FAMILY
 from nas.spec import Spec
-from scaling.grid import scale_point
+from scaling.grid import check_depth_rounding, scale_point
 
 PHIS = tuple(range(1, 8))
 DROPOUT_START, DROPOUT_STEP, DROPOUT_MAX = 0.2, 0.1, 0.5
@@ -81,12 +81,20 @@ def _base_member(base: Spec) -> Member:
 def compound_family(
     base: Spec, alpha: float, beta: float, gamma: float, depth_rounding: str = "ceil", phis=PHIS
 ) -> list[Member]:
-    """The base (phi 0, named b0) and one member per phi, named b<phi>."""
+    """The base (phi 0, named b0) and one member per phi, named b<phi>.
+
+    A member past the spec's limits (more than 64 blocks in a stage, more than 4096 pixels: alpha = 2
+    reaches 128 blocks at phi = 7) is left out; the caller sees which phis are missing.
+    """
     check_coefficients(alpha, beta, gamma)
-    coefficients = (alpha, beta, gamma)
-    return [_base_member(base)] + [
-        _member(base, f"b{phi:g}", phi, coefficients, depth_rounding) for phi in phis
-    ]
+    check_depth_rounding(depth_rounding)
+    members = [_base_member(base)]
+    for phi in phis:
+        try:
+            members.append(_member(base, f"b{phi:g}", phi, (alpha, beta, gamma), depth_rounding))
+        except NasError:  # the spec's own validation: this member is past its limits
+            continue
+    return members
 
 
 def published_family(base: Spec) -> list[Member]:

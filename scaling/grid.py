@@ -53,13 +53,17 @@ def axis_values(low: float, high: float, step: float) -> list[float]:
     return [round(low + i * step, 9) for i in range(count + 1)]
 
 
+def check_depth_rounding(depth_rounding: str) -> None:
+    if depth_rounding not in DEPTH_ROUNDINGS:
+        raise NasError(f"invalid --depth-rounding {depth_rounding!r}: expected one of {', '.join(DEPTH_ROUNDINGS)}")
+
+
 def scale_point(base: Spec, alpha: float, beta: float, gamma: float, depth_rounding: str = "ceil") -> Spec:
     """The base scaled by depth alpha, width beta and resolution gamma with the foundation's rounding
     (`nas.compound.scale`); depth_rounding 'round' rounds each stage's repeats to nearest instead of up."""
+    check_depth_rounding(depth_rounding)
     if depth_rounding == "ceil":
         return scale(base, width=beta, depth=alpha, resolution=gamma)
-    if depth_rounding != "round":
-        raise NasError(f"invalid --depth-rounding {depth_rounding!r}: expected one of {', '.join(DEPTH_ROUNDINGS)}")
     scaled = scale(base, width=beta, resolution=gamma)
     stages = tuple(
         dataclasses.replace(stage, repeats=max(1, int(round(original.repeats * alpha + 1e-9))))

@@ -13,7 +13,7 @@ from typing import Any
 from nas.cost import count_flops
 from nas.errors import NasError
 from nas.spec import Spec
-from scaling.family import Member, budget_family, check_coefficients, compound_family, published_family
+from scaling.family import PHIS, Member, budget_family, check_coefficients, compound_family, published_family
 from scaling.grid import grid_points
 from scaling.outputs import plot_scaling, write_family, write_grid
 
@@ -50,6 +50,7 @@ class ScalingReport:
     family: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     unfinished: int = 0  # grid points still training in another process
+    left_out: list[str] = field(default_factory=list)  # members past the spec's limits
 
 
 def _check_options(base: Spec, options: ScalingOptions) -> None:
@@ -83,6 +84,7 @@ def search_coefficients(
                             options.data, preset, options.seed)
     data = load_dataset(options.data, seed=options.seed)  # bad or missing data fails before a study exists
     if options.storage is None:
+        run_dir.mkdir(parents=True, exist_ok=True)
         storage = open_storage(str(run_dir / GRID_JOURNAL), run_dir)
         study_name = GRID_STUDY
     else:
@@ -118,6 +120,9 @@ def scale_base(base: Spec, run_dir: Path, options: ScalingOptions) -> ScalingRep
     if not options.published and options.coefficients is None:
         report.coefficients, report.grid, report.unfinished = search_coefficients(base, run_dir, options)
     members = derive_family(base, report.coefficients, options)
+    if not (options.published or options.budgets):
+        emitted = {member.phi for member in members}
+        report.left_out = [f"b{phi}" for phi in PHIS if phi not in emitted]
     report.family = write_family(report.folder, members)
     if report.grid:
         write_grid(report.folder, report.grid)

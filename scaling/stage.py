@@ -138,6 +138,16 @@ def _interrupted_points(study: optuna.Study) -> list[str]:
     return sorted(label for label in failed - settled if label is not None)
 
 
+def _enqueue_grid_point(study: optuna.Study, labels: list[str], label: str) -> None:
+    """Queue a trial of one grid point, tagged with its grid id as GridSampler tags its own trials, so the
+    sampler's bookkeeping (which points are visited, when to stop) counts it like any other."""
+    study.enqueue_trial({POINT_PARAM: label})
+    waiting = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.WAITING]
+    storage = study._storage  # Optuna has no public call to tag a queued trial
+    storage.set_trial_system_attr(waiting[-1]._trial_id, "search_space", {POINT_PARAM: labels})
+    storage.set_trial_system_attr(waiting[-1]._trial_id, "grid_id", labels.index(label))
+
+
 def run_grid(
     study: optuna.Study,
     base: Spec,
@@ -148,8 +158,9 @@ def run_grid(
 ) -> None:
     """Train every grid point not yet trained in the study (this process's share of it)."""
     objective = _objective(base, points, data, settings, progress)
+    labels = [point.label for point in points]
     for label in _interrupted_points(study):
-        study.enqueue_trial({POINT_PARAM: label})
+        _enqueue_grid_point(study, labels, label)
         study.optimize(objective, n_trials=1, catch=(TrainingDiverged,))
     sampler = study.sampler
     if isinstance(sampler, GridSampler) and not sampler.is_exhausted(study):

@@ -120,6 +120,13 @@ def test_paper_coefficients_give_a_family_close_to_two_to_the_phi():
     assert [m.spec.dropout for m in ceil_family] == [0.2, 0.2, 0.3, 0.3, 0.4, 0.4, 0.5, 0.5]
 
 
+def test_members_past_the_spec_limits_are_left_out():
+    # alpha = 2 doubles B0's 4-block stage to 64 blocks at phi = 4, 128 at phi = 5: past the spec's limit.
+    members = compound_family(efficientnet("b0"), 2.0, 1.0, 1.0)
+    assert [m.name for m in members] == ["b0", "b1", "b2", "b3", "b4"]
+    assert max(s.repeats for s in members[-1].spec.stages) == 64
+
+
 def test_paper_dropout_schedule():
     assert [paper_dropout(phi) for phi in range(9)] == [0.2, 0.2, 0.3, 0.3, 0.4, 0.4, 0.5, 0.5, 0.5]
     assert paper_dropout(2.99) == 0.3

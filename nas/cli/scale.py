@@ -106,4 +106,6 @@ def _print_report(report: ScalingReport) -> None:
     else:
         print("coefficients: the published B1-B7 multipliers")
     print_table(report.family)
+    if report.left_out:
+        print(f"left out {', '.join(report.left_out)}: past the spec's limits (64 blocks a stage, 4096 pixels)")
     print(f"wrote {report.folder} in {report.seconds:.0f} s")
