@@ -7,11 +7,11 @@ import argparse
 import sys
 from typing import Sequence
 
-from nas.cli import scale, show
+from nas.cli import scale, show, train
 from nas.errors import NasError
 
 # Each command module exposes add_parser(subparsers) and run(args) -> int.
-COMMANDS = (show, scale)
+COMMANDS = (show, train, scale)
 
 EXIT_USAGE = 2
 
