@@ -8,9 +8,7 @@ import csv
 import optuna
 import pytest
 
-pytest.importorskip("nas.train", reason="needs the proxy trainer (branch issue-4-proxy)")
-
-import scaling.stage  # noqa: E402
+import scaling.stage
 from nas.spec import Spec, StageSpec, load_spec
 from nas.storage import open_storage
 from nas.train import get_preset
