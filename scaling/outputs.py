@@ -55,22 +55,21 @@ def plot_scaling(path: Path, grid: Sequence[dict[str, Any]], family: Sequence[di
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     if grid:
-        trained = [row for row in grid if row["val_acc"] != ""]
-        untrained = [row for row in grid if row["val_acc"] == ""]
+        x, rank = _dodged_beta(grid)
+        trained = [i for i, row in enumerate(grid) if row["val_acc"] != ""]
+        untrained = [i for i, row in enumerate(grid) if row["val_acc"] == ""]
         if trained:
-            dots = left.scatter(
-                [row["beta"] for row in trained], [row["gamma"] for row in trained],
-                c=[row["val_acc"] for row in trained], cmap="viridis", s=90, edgecolors="black",
-            )
+            dots = left.scatter([x[i] for i in trained], [grid[i]["gamma"] for i in trained],
+                                c=[grid[i]["val_acc"] for i in trained], cmap="viridis", s=90, edgecolors="black")
             figure.colorbar(dots, ax=left, label="proxy validation accuracy")
         if untrained:
-            left.scatter([row["beta"] for row in untrained], [row["gamma"] for row in untrained],
+            left.scatter([x[i] for i in untrained], [grid[i]["gamma"] for i in untrained],
                          facecolors="none", edgecolors="grey", s=90, label="not trained")
             left.legend(loc="upper right")
-        for row in grid:
+        for row, position, k in zip(grid, x, rank):
             marker = " *" if row.get("chosen") else ""
-            left.annotate(f"a={row['alpha']:g}{marker}", (row["beta"], row["gamma"]),
-                          textcoords="offset points", xytext=(6, 4), fontsize=8)
+            left.annotate(f"a={row['alpha']:g}{marker}", (position, row["gamma"]),
+                          textcoords="offset points", xytext=(6, 4 - 11 * k), fontsize=8)
         left.set_title("grid at phi = 1 (a = alpha, * = chosen)")
     else:
         left.text(0.5, 0.5, "no grid search (coefficients given)", ha="center", va="center")
@@ -89,6 +88,20 @@ def plot_scaling(path: Path, grid: Sequence[dict[str, Any]], family: Sequence[di
     figure.tight_layout()
     _save_figure_atomic(figure, path)
     plt.close(figure)
+
+
+def _dodged_beta(grid: Sequence[dict[str, Any]]) -> tuple[list[float], list[int]]:
+    """beta per point, shifted apart where several alphas share one (beta, gamma) so no dot hides another,
+    and each point's rank among those sharing its place (to stack their labels)."""
+    shared: dict[tuple[float, float], list[int]] = {}
+    for index, row in enumerate(grid):
+        shared.setdefault((row["beta"], row["gamma"]), []).append(index)
+    x, rank = [float(row["beta"]) for row in grid], [0] * len(grid)
+    for indices in shared.values():
+        for k, index in enumerate(indices):
+            x[index] += (k - (len(indices) - 1) / 2) * 0.03
+            rank[index] = k
+    return x, rank
 
 
 def _save_figure_atomic(figure: Any, path: Path) -> None:

@@ -32,6 +32,8 @@ class ScalingOptions:
     depth_rounding: str = "ceil"
     data: str = "fashion-mnist"
     proxy: str = "scale"
+    epochs: int | None = None  # override the proxy preset's epochs per grid point
+    subset: int | None = None  # override the proxy preset's image count per grid point
     seed: int = 0
     storage: str | None = None  # an Optuna storage URL; None = the run folder's scaling.journal
     coefficients: tuple[float, float, float] | None = None  # given (alpha, beta, gamma): no grid search
@@ -79,7 +81,7 @@ def search_coefficients(
     from nas.train import get_preset
     from scaling.stage import GridSettings, choose_point, collect_results, open_grid_study, run_grid
 
-    preset = get_preset(options.proxy)
+    preset = get_preset(options.proxy).with_changes(epochs=options.epochs, subset=options.subset)
     settings = GridSettings(options.grid_step, options.tolerance, options.constraint, options.depth_rounding,
                             options.data, preset, options.seed)
     data = load_dataset(options.data, seed=options.seed)  # bad or missing data fails before a study exists

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -111,6 +112,11 @@ def _objective(
 
         def report(epoch_report: Any) -> None:
             trial.report(epoch_report.val_acc, epoch_report.epoch)
+            if not progress:  # no progress bar (not a terminal): one line per epoch for the log
+                print(f"grid point {point.label} (proxy {preset.resolution}px): epoch {epoch_report.epoch + 1}"
+                      f"/{preset.epochs} val_acc {epoch_report.val_acc:.4f}"
+                      f" {epoch_report.images_per_s:.0f} img/s {epoch_report.seconds:.0f} s",
+                      file=sys.stderr, flush=True)
 
         try:
             result = train(spec, data, preset, seed=settings.seed, on_epoch=report, progress=progress)

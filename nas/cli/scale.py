@@ -40,6 +40,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="stage repeats: ceil (the reference's) or round to nearest (default %(default)s)")
     parser.add_argument("--proxy", default=defaults.proxy, help="proxy training preset per grid point"
                                                                 " (default %(default)s)")
+    parser.add_argument("--epochs", type=int, help="epochs per grid point (default: the preset's)")
+    parser.add_argument("--subset", type=int, help="training images per grid point (default: the preset's)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--study", help="run folder name under --runs (default: the base's study folder,"
                                         " or scale-<base>)")
@@ -83,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     base = resolve_spec(args.base)
     options = ScalingOptions(
         grid_step=args.grid_step, tolerance=args.tolerance, constraint=args.constraint,
-        depth_rounding=args.depth_rounding, data=args.data, proxy=args.proxy, seed=args.seed,
+        depth_rounding=args.depth_rounding, data=args.data, proxy=args.proxy, epochs=args.epochs,
+        subset=args.subset, seed=args.seed,
         storage=args.storage, coefficients=_coefficients(args), published=args.published,
         budgets=parse_budgets(args.budgets) if args.budgets else None, progress=sys.stderr.isatty(),
     )
