@@ -15,7 +15,7 @@ from nas.family import is_family_name
 from nas.resolve import RUN_FOLDER_SPEC_FILES, resolve_spec
 from scaling.family import parse_budgets
 from scaling.grid import CONSTRAINTS, DEPTH_ROUNDINGS
-from scaling.pipeline import ScalingOptions, ScalingReport, scale_base
+from scaling.pipeline import DEFAULT_PROXY_CHANGES, ScalingOptions, ScalingReport, scale_base
 
 DEFAULT_RUNS = Path("runs")
 
@@ -38,10 +38,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              " network's FLOPs ratio (default %(default)s)")
     parser.add_argument("--depth-rounding", choices=DEPTH_ROUNDINGS, default=defaults.depth_rounding,
                         help="stage repeats: ceil (the reference's) or round to nearest (default %(default)s)")
-    parser.add_argument("--proxy", default=defaults.proxy, help="proxy training preset per grid point"
-                                                                " (default %(default)s)")
-    parser.add_argument("--epochs", type=int, help="epochs per grid point (default: the preset's)")
-    parser.add_argument("--subset", type=int, help="training images per grid point (default: the preset's)")
+    parser.add_argument("--proxy", help="proxy training preset per grid point (default: 'scale' cut to"
+                                        f" {DEFAULT_PROXY_CHANGES['epochs']} epochs on"
+                                        f" {DEFAULT_PROXY_CHANGES['subset']:,} images)")
+    parser.add_argument("--epochs", type=int, help="epochs per grid point, overriding the preset's")
+    parser.add_argument("--subset", type=int,
+                        help="images (train + validation) per grid point, overriding the preset's")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--study", help="run folder name under --runs (default: the base's study folder,"
                                         " or scale-<base>)")
@@ -83,6 +86,12 @@ def _coefficients(args: argparse.Namespace) -> tuple[float, float, float] | None
 
 def run(args: argparse.Namespace) -> int:
     base = resolve_spec(args.base)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise NasError(f"--threads must be at least 1, got {args.threads}")
+        import torch  # only here: the family alone never needs torch
+
+        torch.set_num_threads(args.threads)
     options = ScalingOptions(
         grid_step=args.grid_step, tolerance=args.tolerance, constraint=args.constraint,
         depth_rounding=args.depth_rounding, data=args.data, proxy=args.proxy, epochs=args.epochs,
