@@ -72,34 +72,41 @@ def _check_options(base: Spec, options: ScalingOptions) -> None:
             raise NasError(f"--budgets entry {budget:.4g} is below the base network's {base_flops:,} FLOPs")
 
 
-def search_coefficients(
-    base: Spec, run_dir: Path, options: ScalingOptions
-) -> tuple[tuple[float, float, float], list[dict[str, Any]], int]:
-    """Run (or resume) the grid study; returns the chosen (alpha, beta, gamma), the grid rows and how
-    many points are still unfinished (trained by another process right now)."""
-    points = grid_points(base, options.grid_step, options.tolerance, options.constraint, options.depth_rounding)
-    # Imported here: the trainer and the study pull in torch and Optuna, which the family alone never
-    # needs, and the `nas` command imports this module for every command.
-    from nas.data import load_dataset
-    from nas.storage import open_storage
-    from nas.train import get_preset
-    from scaling.stage import GridSettings, choose_point, collect_results, open_grid_study, run_grid
+def grid_preset(options: ScalingOptions) -> Any:
+    """The trainer preset each grid point trains with (the gamma-scaled resolution is applied per point)."""
+    from nas.train import get_preset  # the trainer pulls in torch, which the family alone never needs
 
     if options.proxy is None:
         preset = get_preset(DEFAULT_PROXY).with_changes(**DEFAULT_PROXY_CHANGES)
     else:
         preset = get_preset(options.proxy)
-    preset = preset.with_changes(epochs=options.epochs, subset=options.subset)
+    return preset.with_changes(epochs=options.epochs, subset=options.subset)
+
+
+def _grid_storage(run_dir: Path, url: str | None) -> tuple[Any, str]:
+    """The study storage and name: the run folder's own journal, or a shared URL with a per-folder name."""
+    from nas.storage import open_storage  # Optuna: imported only when a grid runs
+
+    if url is None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return open_storage(str(run_dir / GRID_JOURNAL), run_dir), GRID_STUDY
+    return open_storage(url, run_dir), f"{run_dir.name}-{GRID_STUDY}"
+
+
+def search_coefficients(
+    base: Spec, run_dir: Path, options: ScalingOptions
+) -> tuple[tuple[float, float, float], list[dict[str, Any]], int]:
+    """Run (or resume) the grid study; returns the chosen (alpha, beta, gamma), the grid rows and how
+    many points are still unfinished (trained by another process right now)."""
+    from nas.data import load_dataset
+    from scaling.stage import GridSettings, choose_point, collect_results, open_grid_study, run_grid
+
+    points = grid_points(base, options.grid_step, options.tolerance, options.constraint, options.depth_rounding)
+    preset = grid_preset(options)
     settings = GridSettings(options.grid_step, options.tolerance, options.constraint, options.depth_rounding,
                             options.data, preset, options.seed)
     data = load_dataset(options.data, seed=options.seed)  # bad or missing data fails before a study exists
-    if options.storage is None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        storage = open_storage(str(run_dir / GRID_JOURNAL), run_dir)
-        study_name = GRID_STUDY
-    else:
-        storage = open_storage(options.storage, run_dir)
-        study_name = f"{run_dir.name}-{GRID_STUDY}"
+    storage, study_name = _grid_storage(run_dir, options.storage)
     study = open_grid_study(storage, study_name, base, points, settings)
     run_grid(study, base, points, data, settings, progress=options.progress)
     results = collect_results(study, points, preset)
