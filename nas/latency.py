@@ -1,0 +1,92 @@
+"""Inference latency with the EfficientNet paper's protocol: batch 1, one thread, warm-up, then 20 timed runs.
+
+Three backends run the same network: `eager` (the plain eval-mode nn.Module), `folded` (its inference form,
+see nas.fold) and `onnxruntime` (the inference form exported to ONNX).
+"""
+
+import contextlib
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from nas.errors import NasError
+from nas.fold import fold_batchnorm, inference_model
+from nas.onnx_export import export_onnx, onnx_session, run_onnx
+
+BACKENDS = ("eager", "folded", "onnxruntime")
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Timings of one network on one backend, in seconds per forward pass of one batch."""
+
+    backend: str
+    threads: int
+    batch: int
+    times_s: tuple[float, ...]
+
+    @property
+    def runs(self) -> int:
+        return len(self.times_s)
+
+    @property
+    def mean_s(self) -> float:
+        return statistics.fmean(self.times_s)
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.times_s)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block with torch limited to `threads` intra-op threads, then restore the previous setting."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def time_calls(call: Callable[[], object], runs: int, warmup: int) -> tuple[float, ...]:
+    """Call `call` `warmup` times untimed, then `runs` times, returning each timed call's seconds."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return tuple(times)
+
+
+def measure_model(model: nn.Module, input_shape: tuple[int, int, int], *, backend: str = "eager",
+                  threads: int = 1, batch: int = 1, runs: int = 20, warmup: int = 5, seed: int = 0) -> Latency:
+    """Latency of `model` on inputs of shape (batch, *input_shape) with the given backend."""
+    if backend not in BACKENDS:
+        raise NasError(f"unknown latency backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if threads < 1 or batch < 1 or runs < 1 or warmup < 0:
+        raise NasError("threads, batch and runs must be at least 1 and warmup at least 0")
+    x = torch.randn((batch, *input_shape), generator=torch.Generator().manual_seed(seed))
+    with torch_threads(threads):
+        if backend == "onnxruntime":
+            times = _time_onnxruntime(model, x, threads, runs, warmup)
+        else:
+            net = model.eval() if backend == "eager" else inference_model(model)
+            with torch.inference_mode():
+                times = time_calls(lambda: net(x), runs, warmup)
+    return Latency(backend, threads, batch, times)
+
+
+def _time_onnxruntime(model: nn.Module, x: torch.Tensor, threads: int, runs: int, warmup: int) -> tuple[float, ...]:
+    with tempfile.TemporaryDirectory() as folder:
+        path = export_onnx(fold_batchnorm(model), Path(folder) / "model.onnx", x[:1])
+        session = onnx_session(path, threads)
+    return time_calls(lambda: run_onnx(session, x), runs, warmup)

@@ -1,0 +1,96 @@
+"""The inference form (BN folded, channels-last) equals the eval-mode network; ONNX export matches it too."""
+
+import torch
+from torch import nn
+
+from nas.fold import fold_batchnorm, inference_model
+from nas.latency import measure_model
+from nas.onnx_export import export_onnx, onnx_session, run_onnx
+
+
+class Block(nn.Module):
+    """A conv block shaped like nas.model.ConvBN: .conv, .bn, .act."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False)
+        self.bn = nn.BatchNorm2d(cout, eps=1e-3, momentum=0.01)
+        self.act = nn.SiLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+def toy_network() -> nn.Module:
+    torch.manual_seed(0)
+    net = nn.Sequential(Block(3, 16, 3, 2), Block(16, 16, 3, groups=16), Block(16, 24, 1),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.5), nn.Linear(24, 10))
+    randomize_batchnorm(net)
+    return net.eval()
+
+
+def randomize_batchnorm(net: nn.Module) -> None:
+    """Give every BN non-trivial statistics and affine parameters, as training would (fresh BN is an identity)."""
+    generator = torch.Generator().manual_seed(1)
+    for module in net.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.5)
+            module.running_var.copy_(torch.rand(n, generator=generator) * 2 + 0.2)
+            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.3)
+
+
+def test_folding_removes_every_batchnorm_and_keeps_outputs():
+    net = toy_network()
+    folded = fold_batchnorm(net)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert all(m.conv.bias is not None for m in folded.modules() if isinstance(m, Block))
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        expected = net(x)
+        assert (folded(x) - expected).abs().max() < 1e-4
+        assert (inference_model(net)(x) - expected).abs().max() < 1e-4
+    # The source network is untouched: still has its BNs.
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in net.modules()) == 3
+
+
+def test_folding_matches_the_batchnorm_formula_on_one_conv():
+    block = Block(2, 3, 1).eval()
+    randomize_batchnorm(block)
+    folded = fold_batchnorm(block)
+    bn = block.bn
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    expected_w = block.conv.weight * scale[:, None, None, None]
+    expected_b = bn.bias - bn.running_mean * scale
+    torch.testing.assert_close(folded.conv.weight, expected_w)
+    torch.testing.assert_close(folded.conv.bias, expected_b)
+
+
+def test_onnx_export_matches_torch_with_a_dynamic_batch(tmp_path):
+    net = toy_network()
+    path = export_onnx(fold_batchnorm(net), tmp_path / "toy.onnx", torch.randn(1, 3, 32, 32))
+    session = onnx_session(path)
+    assert session.get_inputs()[0].shape[0] == "batch"
+    for batch in (1, 3):
+        x = torch.randn(batch, 3, 32, 32)
+        with torch.no_grad():
+            expected = net(x).numpy()
+        assert abs(run_onnx(session, x) - expected).max() < 1e-4
+
+
+def test_latency_reports_the_requested_runs_on_every_backend():
+    net = toy_network()
+    for backend in ("eager", "folded", "onnxruntime"):
+        result = measure_model(net, (3, 32, 32), backend=backend, runs=4, warmup=1, batch=2)
+        assert result.runs == 4 and result.batch == 2 and result.backend == backend
+        assert 0 < result.median_s and min(result.times_s) <= result.mean_s <= max(result.times_s)
+
+
+def test_unknown_backend_is_a_user_error():
+    import pytest
+
+    from nas.errors import NasError
+
+    with pytest.raises(NasError, match="tensorrt"):
+        measure_model(toy_network(), (3, 32, 32), backend="tensorrt")
