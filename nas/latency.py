@@ -1,7 +1,8 @@
 """Inference latency with the EfficientNet paper's protocol: batch 1, one thread, warm-up, then 20 timed runs.
 
-Three backends run the same network: `eager` (the plain eval-mode nn.Module), `folded` (its inference form,
-see nas.fold) and `onnxruntime` (the inference form exported to ONNX).
+Four backends run the same network: `eager` (the plain eval-mode nn.Module), `folded` (its inference form,
+see nas.fold), `torchscript` (the inference form scripted and frozen, as `nas export` writes it) and
+`onnxruntime` (the BN-folded network exported to ONNX, run by onnxruntime on the same thread count).
 """
 
 import contextlib
@@ -17,9 +18,11 @@ from torch import nn
 
 from nas.errors import NasError
 from nas.fold import fold_batchnorm, inference_model
+from nas.model import build_model
 from nas.onnx_export import export_onnx, onnx_session, run_onnx
+from nas.spec import Spec
 
-BACKENDS = ("eager", "folded", "onnxruntime")
+BACKENDS = ("eager", "folded", "torchscript", "onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -79,10 +82,27 @@ def measure_model(model: nn.Module, input_shape: tuple[int, int, int], *, backen
         if backend == "onnxruntime":
             times = _time_onnxruntime(model, x, threads, runs, warmup)
         else:
-            net = model.eval() if backend == "eager" else inference_model(model)
+            net = _torch_network(model.eval(), backend)
             with torch.inference_mode():
                 times = time_calls(lambda: net(x), runs, warmup)
     return Latency(backend, threads, batch, times)
+
+
+def measure_latency(spec: Spec, *, backend: str = "eager", threads: int = 1, batch: int = 1, runs: int = 20,
+                    warmup: int = 5, seed: int = 0) -> Latency:
+    """Latency of the network a spec describes, on inputs at the spec's resolution and channel count."""
+    torch.manual_seed(seed)
+    return measure_model(build_model(spec), (spec.in_channels, spec.resolution, spec.resolution), backend=backend,
+                         threads=threads, batch=batch, runs=runs, warmup=warmup, seed=seed)
+
+
+def _torch_network(model: nn.Module, backend: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    if backend == "eager":
+        return model
+    if backend == "folded":
+        return inference_model(model)
+    with torch.no_grad():
+        return torch.jit.freeze(torch.jit.script(inference_model(model)))
 
 
 def _time_onnxruntime(model: nn.Module, x: torch.Tensor, threads: int, runs: int, warmup: int) -> tuple[float, ...]:

@@ -1,15 +1,20 @@
 """The inference form (BN folded, channels-last) equals the eval-mode network; ONNX export matches it too."""
 
+import pytest
 import torch
 from torch import nn
 
+from nas.errors import NasError
+from nas.family import efficientnet
 from nas.fold import fold_batchnorm, inference_model
-from nas.latency import measure_model
+from nas.latency import BACKENDS, measure_latency, measure_model
+from nas.model import ConvBN, build_model
 from nas.onnx_export import export_onnx, onnx_session, run_onnx
+from trained_weights import randomize_batchnorm, trained_like
 
 
 class Block(nn.Module):
-    """A conv block shaped like nas.model.ConvBN: .conv, .bn, .act."""
+    """A conv block shaped like nas.model.ConvBN but defined here: folding relies only on .conv/.bn/.act."""
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1):
         super().__init__()
@@ -27,18 +32,6 @@ def toy_network() -> nn.Module:
                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.5), nn.Linear(24, 10))
     randomize_batchnorm(net)
     return net.eval()
-
-
-def randomize_batchnorm(net: nn.Module) -> None:
-    """Give every BN non-trivial statistics and affine parameters, as training would (fresh BN is an identity)."""
-    generator = torch.Generator().manual_seed(1)
-    for module in net.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            n = module.num_features
-            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.5)
-            module.running_var.copy_(torch.rand(n, generator=generator) * 2 + 0.2)
-            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
-            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.3)
 
 
 def test_folding_removes_every_batchnorm_and_keeps_outputs():
@@ -61,10 +54,20 @@ def test_folding_matches_the_batchnorm_formula_on_one_conv():
     folded = fold_batchnorm(block)
     bn = block.bn
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    expected_w = block.conv.weight * scale[:, None, None, None]
-    expected_b = bn.bias - bn.running_mean * scale
-    torch.testing.assert_close(folded.conv.weight, expected_w)
-    torch.testing.assert_close(folded.conv.bias, expected_b)
+    torch.testing.assert_close(folded.conv.weight, block.conv.weight * scale[:, None, None, None])
+    torch.testing.assert_close(folded.conv.bias, bn.bias - bn.running_mean * scale)
+
+
+def test_inference_form_of_b0_equals_the_eval_network():
+    model = trained_like(build_model(efficientnet("b0")))
+    deployed = inference_model(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in deployed.modules())
+    assert sum(isinstance(m, ConvBN) for m in deployed.modules()) == sum(isinstance(m, ConvBN) for m in model.modules())
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        expected = model(x)
+        assert expected.abs().max() > 1.0  # logits of order one, so the tolerance below means something
+        assert (deployed(x) - expected).abs().max() < 1e-4
 
 
 def test_onnx_export_matches_torch_with_a_dynamic_batch(tmp_path):
@@ -81,16 +84,18 @@ def test_onnx_export_matches_torch_with_a_dynamic_batch(tmp_path):
 
 def test_latency_reports_the_requested_runs_on_every_backend():
     net = toy_network()
-    for backend in ("eager", "folded", "onnxruntime"):
+    for backend in BACKENDS:
         result = measure_model(net, (3, 32, 32), backend=backend, runs=4, warmup=1, batch=2)
         assert result.runs == 4 and result.batch == 2 and result.backend == backend
         assert 0 < result.median_s and min(result.times_s) <= result.mean_s <= max(result.times_s)
 
 
+def test_latency_of_a_spec_uses_its_resolution():
+    spec = efficientnet("b0").replace(resolution=32, num_classes=10)
+    result = measure_latency(spec, backend="folded", runs=3, warmup=1)
+    assert result.runs == 3 and result.threads == 1 and result.batch == 1
+
+
 def test_unknown_backend_is_a_user_error():
-    import pytest
-
-    from nas.errors import NasError
-
     with pytest.raises(NasError, match="tensorrt"):
         measure_model(toy_network(), (3, 32, 32), backend="tensorrt")

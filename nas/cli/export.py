@@ -1,0 +1,31 @@
+"""`nas export`: write a name, spec file, study or run folder as spec, block strings, weights, TorchScript, ONNX."""
+
+from __future__ import annotations
+
+import argparse
+
+from nas.export import FORMATS, ExportReport, export
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("export", help="export a network (and a study's family), verified")
+    parser.add_argument("model", help="name (b0..b7), spec .json, study folder runs/<study> or a train run folder")
+    parser.add_argument("--out", required=True, help="output folder (created; files replaced atomically)")
+    parser.add_argument("--weights", help="safetensors checkpoint (default: the run folder's, if any)")
+    parser.add_argument("--format", default=",".join(FORMATS),
+                        help=f"comma-separated formats (default: all of {','.join(FORMATS)})")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = export(args.model, args.out, formats=args.format, weights=args.weights)
+    for item in (report, *report.family):
+        _print_report(item)
+    return 0
+
+
+def _print_report(report: ExportReport) -> None:
+    print(f"{report.spec.name or 'spec'} -> {report.out}: {', '.join(report.files)}")
+    for name, value in report.checks.items():
+        shown = "passed" if value is True else f"max abs {value:.2e}"
+        print(f"  {name}: {shown}")
