@@ -9,7 +9,7 @@ import contextlib
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,19 +73,35 @@ def time_calls(call: Callable[[], object], runs: int, warmup: int) -> tuple[floa
 def measure_model(model: nn.Module, input_shape: tuple[int, int, int], *, backend: str = "eager",
                   threads: int = 1, batch: int = 1, runs: int = 20, warmup: int = 5, seed: int = 0) -> Latency:
     """Latency of `model` on inputs of shape (batch, *input_shape) with the given backend."""
-    if backend not in BACKENDS:
-        raise NasError(f"unknown latency backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if threads < 1 or batch < 1 or runs < 1 or warmup < 0:
-        raise NasError("threads, batch and runs must be at least 1 and warmup at least 0")
+    return compare_backends(model, input_shape, (backend,), threads=threads, batch=batch, runs=runs, warmup=warmup,
+                            seed=seed, rounds=1)[backend]
+
+
+def compare_backends(model: nn.Module, input_shape: tuple[int, int, int], backends: Sequence[str] = BACKENDS, *,
+                     threads: int = 1, batch: int = 1, runs: int = 20, warmup: int = 5, seed: int = 0,
+                     rounds: int = 4) -> dict[str, Latency]:
+    """Latency of `model` on several backends, timed in interleaved rounds.
+
+    Each backend gets `runs` timed calls split over `rounds` rounds that alternate between backends, so a
+    change in machine load during the measurement hits every backend alike and their ratios stay fair.
+    """
+    unknown = [backend for backend in backends if backend not in BACKENDS]
+    if unknown:
+        raise NasError(f"unknown latency backend {unknown[0]!r}; choose one of {', '.join(BACKENDS)}")
+    if threads < 1 or batch < 1 or runs < 1 or warmup < 0 or rounds < 1:
+        raise NasError("threads, batch, runs and rounds must be at least 1 and warmup at least 0")
     x = torch.randn((batch, *input_shape), generator=torch.Generator().manual_seed(seed))
+    times: dict[str, list[float]] = {backend: [] for backend in backends}
     with torch_threads(threads):
-        if backend == "onnxruntime":
-            times = _time_onnxruntime(model, x, threads, runs, warmup)
-        else:
-            net = _torch_network(model.eval(), backend)
-            with torch.inference_mode():
-                times = time_calls(lambda: net(x), runs, warmup)
-    return Latency(backend, threads, batch, times)
+        forwards = {backend: _forward(model.eval(), backend, threads, x) for backend in backends}
+        with torch.inference_mode():
+            for forward in forwards.values():
+                time_calls(lambda: forward(x), 0, warmup)
+            for index in range(rounds):
+                share = runs // rounds + (1 if index < runs % rounds else 0)
+                for backend, forward in forwards.items():
+                    times[backend] += time_calls(lambda: forward(x), share, 0)
+    return {backend: Latency(backend, threads, batch, tuple(times[backend])) for backend in backends}
 
 
 def measure_latency(spec: Spec, *, backend: str = "eager", threads: int = 1, batch: int = 1, runs: int = 20,
@@ -96,17 +112,15 @@ def measure_latency(spec: Spec, *, backend: str = "eager", threads: int = 1, bat
                          threads=threads, batch=batch, runs=runs, warmup=warmup, seed=seed)
 
 
-def _torch_network(model: nn.Module, backend: str) -> Callable[[torch.Tensor], torch.Tensor]:
+def _forward(model: nn.Module, backend: str, threads: int, example: torch.Tensor) -> Callable[[torch.Tensor], object]:
+    """The callable that runs one batch on `backend` (building the inference form or ONNX session first)."""
     if backend == "eager":
         return model
     if backend == "folded":
         return inference_model(model)
-    with torch.no_grad():
-        return torch.jit.freeze(torch.jit.script(inference_model(model)))
-
-
-def _time_onnxruntime(model: nn.Module, x: torch.Tensor, threads: int, runs: int, warmup: int) -> tuple[float, ...]:
+    if backend == "torchscript":
+        with torch.no_grad():
+            return torch.jit.freeze(torch.jit.script(inference_model(model)))
     with tempfile.TemporaryDirectory() as folder:
-        path = export_onnx(fold_batchnorm(model), Path(folder) / "model.onnx", x[:1])
-        session = onnx_session(path, threads)
-    return time_calls(lambda: run_onnx(session, x), runs, warmup)
+        session = onnx_session(export_onnx(fold_batchnorm(model), Path(folder) / "model.onnx", example[:1]), threads)
+    return lambda x: run_onnx(session, x)

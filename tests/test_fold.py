@@ -7,7 +7,7 @@ from torch import nn
 from nas.errors import NasError
 from nas.family import efficientnet
 from nas.fold import fold_batchnorm, inference_model
-from nas.latency import BACKENDS, measure_latency, measure_model
+from nas.latency import BACKENDS, compare_backends, measure_latency, measure_model
 from nas.model import ConvBN, build_model
 from nas.onnx_export import export_onnx, onnx_session, run_onnx
 from trained_weights import randomize_batchnorm, trained_like
@@ -99,3 +99,8 @@ def test_latency_of_a_spec_uses_its_resolution():
 def test_unknown_backend_is_a_user_error():
     with pytest.raises(NasError, match="tensorrt"):
         measure_model(toy_network(), (3, 32, 32), backend="tensorrt")
+
+
+def test_interleaved_comparison_gives_each_backend_all_its_runs():
+    results = compare_backends(toy_network(), (3, 32, 32), ("eager", "folded"), runs=7, warmup=1, rounds=3)
+    assert {name: r.runs for name, r in results.items()} == {"eager": 7, "folded": 7}
