@@ -25,7 +25,7 @@ from torch import nn
 
 from nas.blockstrings import parse_block_strings, to_tf_strings, to_timm_strings
 from nas.errors import NasError
-from nas.fold import fold_batchnorm, inference_model
+from nas.fold import fold_batchnorm, frozen_inference_model
 from nas.loader import build_with_weights, fit_spec_to_weights, read_weights
 from nas.model import build_model
 from nas.model_card import render_card
@@ -78,7 +78,8 @@ def export(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
     provenance = dict(found.provenance)
     if found.weights:
         provenance["weights"] = str(found.weights)
-    report = export_spec(found.spec, out, formats=formats, tensors=tensors, provenance=provenance)
+    report = export_spec(found.spec, out, formats=formats, tensors=tensors, provenance=provenance,
+                         origin=str(found.weights))
     members = tuple(
         export_spec(spec, Path(out) / FAMILY_FOLDER / name, formats=formats,
                     provenance={**found.provenance, "family member": name})
@@ -89,15 +90,18 @@ def export(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
 
 def export_spec(spec: Spec, out: str | os.PathLike[str], *, formats: Sequence[str] = FORMATS,
                 tensors: dict[str, torch.Tensor] | None = None, provenance: dict[str, Any] | None = None,
-                seed: int = 0) -> ExportReport:
-    """Export one spec (with `tensors` as its weights, else freshly initialised) to the folder `out`."""
+                seed: int = 0, origin: str = "checkpoint") -> ExportReport:
+    """Export one spec (with `tensors` as its weights, else freshly initialised) to the folder `out`.
+
+    `origin` names where the tensors came from, for error messages.
+    """
     formats = parse_formats(formats)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NasError(f"--out {out} exists and is not a folder")
     if tensors is not None:
         spec = fit_spec_to_weights(spec, tensors)
-        model = build_with_weights(spec, tensors, origin="checkpoint")
+        model = build_with_weights(spec, tensors, origin=origin)
     else:
         torch.manual_seed(seed)
         model = build_model(spec).eval()
@@ -182,9 +186,7 @@ def _write_weights(spec: Spec, model: nn.Module, path: Path) -> bool:
 
 
 def _write_torchscript(model: nn.Module, path: Path, x: torch.Tensor, expected: torch.Tensor) -> float:
-    with torch.no_grad():
-        frozen = torch.jit.freeze(torch.jit.script(inference_model(model)))
-    torch.jit.save(frozen, str(path))
+    torch.jit.save(frozen_inference_model(model), str(path))
     with torch.no_grad():
         got = torch.jit.load(str(path))(x)
     return _within_tolerance((got - expected).abs().max().item(), "TorchScript")

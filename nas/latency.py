@@ -1,7 +1,7 @@
 """Inference latency with the EfficientNet paper's protocol: batch 1, one thread, warm-up, then 20 timed runs.
 
-Four backends run the same network: `eager` (the plain eval-mode nn.Module), `folded` (its inference form,
-see nas.fold), `torchscript` (the inference form scripted and frozen, as `nas export` writes it) and
+Three backends run the same network: `eager` (the plain eval-mode nn.Module), `folded` (its inference form:
+BN folded, channels-last, frozen TorchScript -- the module `nas export` writes, see nas.fold) and
 `onnxruntime` (the BN-folded network exported to ONNX, run by onnxruntime on the same thread count).
 """
 
@@ -17,12 +17,12 @@ import torch
 from torch import nn
 
 from nas.errors import NasError
-from nas.fold import fold_batchnorm, inference_model
+from nas.fold import fold_batchnorm, frozen_inference_model
 from nas.model import build_model
 from nas.onnx_export import export_onnx, onnx_session, run_onnx
 from nas.spec import Spec
 
-BACKENDS = ("eager", "folded", "torchscript", "onnxruntime")
+BACKENDS = ("eager", "folded", "onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -117,10 +117,7 @@ def _forward(model: nn.Module, backend: str, threads: int, example: torch.Tensor
     if backend == "eager":
         return model
     if backend == "folded":
-        return inference_model(model)
-    if backend == "torchscript":
-        with torch.no_grad():
-            return torch.jit.freeze(torch.jit.script(inference_model(model)))
+        return frozen_inference_model(model)
     with tempfile.TemporaryDirectory() as folder:
         session = onnx_session(export_onnx(fold_batchnorm(model), Path(folder) / "model.onnx", example[:1]), threads)
     return lambda x: run_onnx(session, x)

@@ -52,7 +52,8 @@ def build_with_weights(spec: Spec, tensors: dict[str, torch.Tensor], origin: str
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
         detail = str(exc).strip().splitlines()
-        raise NasError(f"{origin} do not fit the spec: {detail[1].strip() if len(detail) > 1 else detail[0]}") from None
+        reason = detail[1].strip() if len(detail) > 1 else detail[0]
+        raise NasError(f"the weights in {origin} do not fit the spec: {reason}") from None
     return model.eval()
 
 

@@ -137,8 +137,7 @@ def test_loader_imports_neither_optuna_nor_fvcore(tmp_path):
     export_spec(SMALL, tmp_path / "out", formats="json,safetensors", tensors=state)
     code = (
         "import sys, torch, nas\n"
-        "from nas.loader import load\n"
-        f"model = load({str(tmp_path / 'out')!r})\n"
+        f"model = nas.load({str(tmp_path / 'out')!r})\n"
         "print(model(torch.zeros(1, 1, 48, 48)).shape[1])\n"
         "assert 'optuna' not in sys.modules and 'fvcore' not in sys.modules, 'heavy import'\n"
     )

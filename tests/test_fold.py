@@ -6,7 +6,7 @@ from torch import nn
 
 from nas.errors import NasError
 from nas.family import efficientnet
-from nas.fold import fold_batchnorm, inference_model
+from nas.fold import fold_batchnorm, frozen_inference_model, inference_model
 from nas.latency import BACKENDS, compare_backends, measure_latency, measure_model
 from nas.model import ConvBN, build_model
 from nas.onnx_export import export_onnx, onnx_session, run_onnx
@@ -68,6 +68,7 @@ def test_inference_form_of_b0_equals_the_eval_network():
         expected = model(x)
         assert expected.abs().max() > 1.0  # logits of order one, so the tolerance below means something
         assert (deployed(x) - expected).abs().max() < 1e-4
+        assert (frozen_inference_model(model)(x) - expected).abs().max() < 1e-4
 
 
 def test_onnx_export_matches_torch_with_a_dynamic_batch(tmp_path):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from nas.export import FORMATS, ExportReport, export
+from nas.export import FORMATS, ExportReport, export, parse_formats
+from nas.sources import WEIGHTS_FILE
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -21,6 +22,8 @@ def run(args: argparse.Namespace) -> int:
     report = export(args.model, args.out, formats=args.format, weights=args.weights)
     for item in (report, *report.family):
         _print_report(item)
+    if "safetensors" in parse_formats(args.format) and WEIGHTS_FILE not in report.files:
+        print(f"note: no weights to write ({WEIGHTS_FILE} skipped): pass --weights or a run folder with a checkpoint")
     return 0
 
 
