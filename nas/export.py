@@ -135,6 +135,8 @@ def _write_formats(spec: Spec, model: nn.Module, has_weights: bool, formats: tup
                         generator=torch.Generator().manual_seed(seed))
         with torch.no_grad():
             expected = model(x)
+        # The scale the differences below are measured against (tiny for freshly initialised weights).
+        checks["largest |logit| of the eval network"] = f"{expected.abs().max().item():.3g}"
         if "torchscript" in formats:
             checks["torchscript vs eager"] = _write_torchscript(model, folder / TORCHSCRIPT_FILE, x, expected)
         if "onnx" in formats:

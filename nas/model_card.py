@@ -40,7 +40,7 @@ def render_card(spec: Spec, *, provenance: dict[str, Any], checks: dict[str, Any
         *_block_lines(blocks),
         "## Verification",
         "",
-        *(f"- {name}: {_check_text(value)}" for name, value in checks.items()),
+        *(f"- {name}: {check_text(value)}" for name, value in checks.items()),
         "",
         "## Files and use",
         "",
@@ -81,7 +81,8 @@ def _block_lines(blocks: dict[str, Any] | None) -> list[str]:
     return lines + [""]
 
 
-def _check_text(value: Any) -> str:
+def check_text(value: Any) -> str:
+    """One check's outcome in words: passed/FAILED, a max abs difference, or a note."""
     if isinstance(value, bool):
         return "passed" if value else "FAILED"
     if isinstance(value, float):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from nas.export import FORMATS, ExportReport, export, parse_formats
+from nas.model_card import check_text
 from nas.sources import WEIGHTS_FILE
 
 
@@ -30,5 +31,4 @@ def run(args: argparse.Namespace) -> int:
 def _print_report(report: ExportReport) -> None:
     print(f"{report.spec.name or 'spec'} -> {report.out}: {', '.join(report.files)}")
     for name, value in report.checks.items():
-        shown = "passed" if value is True else f"max abs {value:.2e}"
-        print(f"  {name}: {shown}")
+        print(f"  {name}: {check_text(value)}")
