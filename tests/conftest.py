@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Iterator
 
 import pytest
 
 from nas.cli.main import main
-from tests.postgres import PostgresUnavailable, throwaway_postgres
+from tests.postgres import postgres_or_skip
 
 
 @pytest.fixture
@@ -27,22 +25,11 @@ def run_nas(capsys: pytest.CaptureFixture[str]):
     return _run
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """URL of a throwaway PostgreSQL database shared by the session (see tests/postgres.py).
 
-    Where no server can be started the tests using it skip, saying why; with CI set they fail instead:
-    CI installs PostgreSQL, so these tests must run there.
+    Where no server can be started the tests using it skip, saying why; with CI set they fail instead.
     """
-    with contextlib.ExitStack() as stack:
-        try:
-            url = stack.enter_context(throwaway_postgres())
-        except PostgresUnavailable as exc:
-            if _in_ci():
-                pytest.fail(f"CI is set but no PostgreSQL server could be started: {exc}", pytrace=False)
-            pytest.skip(f"no PostgreSQL server could be started: {str(exc).splitlines()[0]}")
+    with postgres_or_skip() as url:
         yield url
