@@ -78,7 +78,10 @@ def _run(command: list[str], user: str | None, cwd: Path) -> None:
     if user is not None:
         command = ["runuser", "-u", user, "--", *command]
     # cwd: the server user cannot read the caller's folder (e.g. /root) and initdb complains about it.
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=START_TIMEOUT_S + 30)
+    try:
+        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=START_TIMEOUT_S + 30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise PostgresUnavailable(f"`{' '.join(command)}` could not run: {exc}") from None
     if result.returncode != 0:
         output = (result.stdout + result.stderr).strip()
         raise PostgresUnavailable(f"`{' '.join(command)}` failed (exit {result.returncode}): {output}")
