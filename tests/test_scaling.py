@@ -222,3 +222,16 @@ def test_scale_errors_are_one_line_and_exit_2(run_nas, tmp_path, argv, message):
 def test_scale_rejects_a_missing_base(run_nas, tmp_path):
     code, _, err = run_nas("scale", "--base", str(tmp_path / "nope.json"), "--runs", str(tmp_path))
     assert code == 2 and "nope.json" in err
+
+
+def test_grid_preset_default_is_the_cut_scale_preset_and_a_named_one_is_kept():
+    from nas.train import get_preset
+    from scaling.pipeline import ScalingOptions, grid_preset
+
+    default = grid_preset(ScalingOptions())
+    assert (default.name, default.epochs, default.subset) == ("scale", 4, 12000)
+    assert default.resolution == get_preset("scale").resolution
+    assert grid_preset(ScalingOptions(proxy="tiny")) == get_preset("tiny")
+    assert grid_preset(ScalingOptions(proxy="tiny", epochs=1)).epochs == 1
+    with pytest.raises(NasError, match="preset"):
+        grid_preset(ScalingOptions(proxy="huge"))
