@@ -39,7 +39,7 @@ class Member:
         flops = count_flops(self.spec)
         return {
             "name": self.name,
-            "phi": round(self.phi, 4),
+            "phi": round(float(self.phi), 4),
             "depth": round(self.depth, 4),
             "width": round(self.width, 4),
             "resolution_multiplier": round(self.resolution, 4),
