@@ -70,6 +70,7 @@ def plot_scaling(path: Path, grid: Sequence[dict[str, Any]], family: Sequence[di
             marker = " *" if row.get("chosen") else ""
             left.annotate(f"a={row['alpha']:g}{marker}", (position, row["gamma"]),
                           textcoords="offset points", xytext=(6, 4 - 11 * k), fontsize=8)
+        left.margins(0.2)  # room for the labels of the outermost points
         left.set_title("grid at phi = 1 (a = alpha, * = chosen)")
     else:
         left.text(0.5, 0.5, "no grid search (coefficients given)", ha="center", va="center")
