@@ -33,9 +33,17 @@ def family_rows(members: Sequence[Member]) -> list[dict[str, Any]]:
 
 
 def write_family(folder: Path, members: Sequence[Member]) -> list[dict[str, Any]]:
-    """Write <name>.json for every member and family.csv; returns the csv rows."""
+    """Write <name>.json for every member and family.csv; returns the csv rows.
+
+    Member files of an earlier family in the folder (say b1..b7 before a --budgets run) are removed after the
+    new ones are written, so readers of the folder (the exporter) never see two families mixed.
+    """
+    names = {f"{member.name}.json" for member in members}
     for member in members:
         save_spec(member.spec, folder / f"{member.name}.json")
+    for stale in folder.glob("*.json"):
+        if stale.name not in names:
+            stale.unlink()
     rows = family_rows(members)
     write_text_atomic(folder / "family.csv", csv_text(rows))
     return rows

@@ -181,9 +181,14 @@ def test_scale_published_writes_the_family_folder(run_nas, tmp_path):
 
 
 def test_scale_with_given_coefficients_and_budgets(run_nas, tmp_path):
+    code, _, err = run_nas("scale", "--base", "b0", "--published", "--study", "mine", "--runs", str(tmp_path))
+    assert code == 0, err
     code, out, err = run_nas("scale", "--base", "b0", "--alpha", "1.2", "--beta", "1.1", "--gamma", "1.15",
                              "--budgets", "0.7e9,4.2e9", "--study", "mine", "--runs", str(tmp_path))
     assert code == 0, err
+    # The budget family replaces the earlier one: no b1..b7 files left beside it.
+    members = sorted(path.name for path in (tmp_path / "mine" / "family").glob("*.json"))
+    assert members == ["b0.json", "budget_4.2G.json", "budget_700M.json"]
     rows = _read_csv(tmp_path / "mine" / "family" / "family.csv")
     assert [row["name"] for row in rows] == ["b0", "budget_700M", "budget_4.2G"]
     assert int(rows[1]["flops"]) <= 0.7e9 and int(rows[2]["flops"]) <= 4.2e9
