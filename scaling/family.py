@@ -14,7 +14,7 @@ from nas.cost import count_flops, count_params
 from nas.errors import NasError
 from nas.family import FAMILY
 from nas.spec import Spec
-from scaling.grid import check_depth_rounding, scale_point
+from scaling.grid import DEFAULT_DEPTH_ROUNDING, check_depth_rounding, scale_point
 
 PHIS = tuple(range(1, 8))
 DROPOUT_START, DROPOUT_STEP, DROPOUT_MAX = 0.2, 0.1, 0.5
@@ -79,7 +79,7 @@ def _base_member(base: Spec) -> Member:
 
 
 def compound_family(
-    base: Spec, alpha: float, beta: float, gamma: float, depth_rounding: str = "ceil", phis=PHIS
+    base: Spec, alpha: float, beta: float, gamma: float, depth_rounding: str = DEFAULT_DEPTH_ROUNDING, phis=PHIS
 ) -> list[Member]:
     """The base (phi 0, named b0) and one member per phi, named b<phi>.
 
@@ -107,7 +107,7 @@ def published_family(base: Spec) -> list[Member]:
     members = []
     for phi, published in enumerate(FAMILY):
         resolution = published.resolution / b0_resolution
-        spec = scale_point(base, published.depth, published.width, 1.0)
+        spec = scale_point(base, published.depth, published.width, 1.0, "ceil")  # the reference rounding
         spec = spec.replace(
             resolution=round(base.resolution * resolution), dropout=published.dropout, name=f"b{phi}"
         )
@@ -116,7 +116,7 @@ def published_family(base: Spec) -> list[Member]:
 
 
 def largest_phi_within(
-    base: Spec, alpha: float, beta: float, gamma: float, budget: float, depth_rounding: str = "ceil"
+    base: Spec, alpha: float, beta: float, gamma: float, budget: float, depth_rounding: str = DEFAULT_DEPTH_ROUNDING
 ) -> float:
     """The largest phi (to PHI_PRECISION) whose rounded network's FLOPs fit `budget`.
 
@@ -148,7 +148,7 @@ def largest_phi_within(
 
 
 def budget_family(
-    base: Spec, alpha: float, beta: float, gamma: float, budgets: list[float], depth_rounding: str = "ceil"
+    base: Spec, alpha: float, beta: float, gamma: float, budgets: list[float], depth_rounding: str = DEFAULT_DEPTH_ROUNDING
 ) -> list[Member]:
     """The base and, per FLOPs budget, the member at the largest phi that fits it (named after the budget)."""
     members = [_base_member(base)]

@@ -8,11 +8,10 @@ either can be the constraint that keeps a point.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from dataclasses import dataclass
 
-from nas.compound import scale
+from nas.compound import DEPTH_ROUNDINGS, scale
 from nas.cost import count_flops
 from nas.errors import NasError
 from nas.spec import Spec
@@ -22,9 +21,9 @@ ALPHA_RANGE = (1.0, 2.0)
 BETA_GAMMA_RANGE = (1.0, 1.5)
 TARGET_RATIO = 2.0
 CONSTRAINTS = ("nominal", "actual")
-# 'ceil' is the reference implementations' repeat rounding (it gives the published B1-B7 repeats); 'round'
-# (to nearest, at least 1) inflates short stages less: ceil turns B0's one-block stages into two at alpha 1.2.
-DEPTH_ROUNDINGS = ("ceil", "round")
+# Derived families round repeats to nearest by default: the reference ceil puts B0 scaled by the paper's
+# (1.2, 1.1, 1.15) at 2.56x FLOPs for phi = 1 (one-block stages double), 28% over 2^phi.
+DEFAULT_DEPTH_ROUNDING = "round"
 
 
 @dataclass(frozen=True)
@@ -58,21 +57,14 @@ def check_depth_rounding(depth_rounding: str) -> None:
         raise NasError(f"invalid --depth-rounding {depth_rounding!r}: expected one of {', '.join(DEPTH_ROUNDINGS)}")
 
 
-def scale_point(base: Spec, alpha: float, beta: float, gamma: float, depth_rounding: str = "ceil") -> Spec:
+def scale_point(base: Spec, alpha: float, beta: float, gamma: float, depth_rounding: str = DEFAULT_DEPTH_ROUNDING) -> Spec:
     """The base scaled by depth alpha, width beta and resolution gamma with the foundation's rounding
     (`nas.compound.scale`); depth_rounding 'round' rounds each stage's repeats to nearest instead of up."""
     check_depth_rounding(depth_rounding)
-    if depth_rounding == "ceil":
-        return scale(base, width=beta, depth=alpha, resolution=gamma)
-    scaled = scale(base, width=beta, resolution=gamma)
-    stages = tuple(
-        dataclasses.replace(stage, repeats=max(1, int(round(original.repeats * alpha + 1e-9))))
-        for stage, original in zip(scaled.stages, base.stages)
-    )
-    return scaled.replace(stages=stages)
+    return scale(base, width=beta, depth=alpha, resolution=gamma, depth_rounding=depth_rounding)
 
 
-def flops_ratio(base: Spec, alpha: float, beta: float, gamma: float, depth_rounding: str = "ceil") -> float:
+def flops_ratio(base: Spec, alpha: float, beta: float, gamma: float, depth_rounding: str = DEFAULT_DEPTH_ROUNDING) -> float:
     """FLOPs of the rounded, scaled network over the base's (both at their deployed resolution)."""
     return count_flops(scale_point(base, alpha, beta, gamma, depth_rounding)) / count_flops(base)
 
@@ -88,7 +80,7 @@ def check_grid_options(step: float, tolerance: float, constraint: str) -> None:
 
 
 def grid_points(
-    base: Spec, step: float, tolerance: float, constraint: str = "nominal", depth_rounding: str = "ceil"
+    base: Spec, step: float, tolerance: float, constraint: str = "nominal", depth_rounding: str = DEFAULT_DEPTH_ROUNDING
 ) -> list[GridPoint]:
     """The grid at phi = 1 kept by the constraint: |alpha*beta^2*gamma^2 - 2| <= tolerance ('nominal', the
     paper's way) or |actual FLOPs ratio - 2| <= tolerance ('actual'). NasError if no point is kept."""

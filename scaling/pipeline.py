@@ -14,7 +14,7 @@ from nas.cost import count_flops
 from nas.errors import NasError
 from nas.spec import Spec
 from scaling.family import PHIS, Member, budget_family, check_coefficients, compound_family, published_family
-from scaling.grid import grid_points
+from scaling.grid import DEFAULT_DEPTH_ROUNDING, grid_points
 from scaling.outputs import plot_scaling, write_family, write_grid
 
 FAMILY_FOLDER = "family"
@@ -33,7 +33,7 @@ class ScalingOptions:
     grid_step: float = 0.25
     tolerance: float = 0.1
     constraint: str = "nominal"
-    depth_rounding: str = "ceil"
+    depth_rounding: str = DEFAULT_DEPTH_ROUNDING
     data: str = "fashion-mnist"
     proxy: str | None = None  # a trainer preset name; None = DEFAULT_PROXY shortened by DEFAULT_PROXY_CHANGES
     epochs: int | None = None  # per grid point, overriding the preset's

@@ -67,7 +67,7 @@ def test_actual_constraint_uses_the_rounded_networks_flops():
     # Rounding moves points: the two constraints keep different sets on B0.
     assert {p.label for p in actual} != {p.label for p in nominal}
     for point in actual + nominal:
-        scaled = scale(b0, width=point.beta, depth=point.alpha, resolution=point.gamma)
+        scaled = scale(b0, width=point.beta, depth=point.alpha, resolution=point.gamma, depth_rounding="round")
         assert point.flops_ratio == pytest.approx(count_flops(scaled) / count_flops(b0))
 
 
@@ -86,7 +86,7 @@ def test_flops_ratio_agrees_with_fvcore_on_built_models():
 
 def test_depth_rounding_round_is_nearest_and_ceil_is_the_reference():
     b0 = efficientnet("b0")
-    assert [s.repeats for s in scale_point(b0, 1.2, 1.0, 1.0).stages] == [2, 3, 3, 4, 4, 5, 2]
+    assert [s.repeats for s in scale_point(b0, 1.2, 1.0, 1.0, "ceil").stages] == [2, 3, 3, 4, 4, 5, 2]
     assert [s.repeats for s in scale_point(b0, 1.2, 1.0, 1.0, "round").stages] == [1, 2, 2, 4, 4, 5, 1]
     assert [s.repeats for s in scale_point(b0, 1.25, 1.0, 1.0, "round").stages] == [1, 3, 3, 4, 4, 5, 1]
     with pytest.raises(NasError, match="depth-rounding"):
@@ -106,8 +106,8 @@ def test_paper_coefficients_give_a_family_close_to_two_to_the_phi():
     (B0's one-block stages become two) and is within 25% from phi = 2 on."""
     b0 = efficientnet("b0")
     base_flops = count_flops(b0)
-    ceil_family = compound_family(b0, 1.2, 1.1, 1.15)
-    round_family = compound_family(b0, 1.2, 1.1, 1.15, "round")
+    ceil_family = compound_family(b0, 1.2, 1.1, 1.15, "ceil")
+    round_family = compound_family(b0, 1.2, 1.1, 1.15)  # the default: round to nearest
     for ceil_member, round_member in zip(ceil_family[1:], round_family[1:]):
         phi = ceil_member.phi
         assert abs(count_flops(round_member.spec) / base_flops / 2**phi - 1) <= 0.25
