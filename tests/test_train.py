@@ -11,6 +11,7 @@ from nas.checkpoint import load_checkpoint, save_checkpoint
 from nas.cli.main import main
 from nas.data import FASHION_MNIST_DIR, load_dataset, split_train_val
 from nas.errors import NasError
+from nas.loader import load
 from nas.model import build_model
 from nas.resolve import resolve_spec
 from nas.schedule import compressed_schedule
@@ -135,7 +136,10 @@ def test_cli_train_writes_run_folder(tmp_path, capsys):
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["preset"]["epochs"] == 1 and 0 <= metrics["test_acc"] <= 1
-    assert load_checkpoint(out / "model.safetensors")[1] == resolve_spec(str(out))
+    state, spec, _ = load_checkpoint(out / "checkpoint.safetensors")
+    assert spec == resolve_spec(str(out))
+    loaded = load(str(out)).state_dict()  # what export reads from a run folder
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
     assert "test acc" in capsys.readouterr().out
 
 

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         "mean": result.mean, "std": result.std,
         "history": [asdict(report) for report in result.history], "spec": result.spec.to_dict(),
     }
-    save_checkpoint(out / "model.safetensors", result.state_dict, result.spec,
+    save_checkpoint(out / "checkpoint.safetensors", result.state_dict, result.spec,
                     {"mean": result.mean, "std": result.std})
     save_spec(result.spec, out / "spec.json")
     write_metrics(out / "metrics.json", metrics)
