@@ -25,6 +25,16 @@ SMALL = Spec(stages=(StageSpec("mbconv", 1, 3, 1, 1, 8), StageSpec("mbconv", 2, 
 TINY = get_preset("tiny")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny nets gain little from a second thread, and on a shared, loaded machine two OpenMP threads that
+    spin-wait for each other ran these tests 10-20x slower than one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def synthetic_data(n=320, seed=0):
     """Four classes told apart by which image quadrant is bright: learnable in a few steps."""
     gen = torch.Generator().manual_seed(seed)
