@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from nas.atomic import atomic_path, write_text_atomic
 from nas.errors import NasError
-from nas.spec import Spec, write_text_atomic
+from nas.spec import Spec
 
 
 def save_checkpoint(path: str | os.PathLike[str], state_dict: dict[str, torch.Tensor], spec: Spec,
@@ -27,14 +27,8 @@ def save_checkpoint(path: str | os.PathLike[str], state_dict: dict[str, torch.Te
     path.parent.mkdir(parents=True, exist_ok=True)
     header = {"spec": spec.to_json(), **{k: json.dumps(v) for k, v in (metadata or {}).items()}}
     tensors = {k: v.detach().contiguous() for k, v in state_dict.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=header)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=header)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], Spec, dict[str, Any]]:

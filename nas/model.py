@@ -11,6 +11,7 @@ import math
 import torch
 from torch import nn
 
+from nas.errors import NasError
 from nas.layout import BlockLayout, block_layout
 from nas.spec import Spec
 
@@ -127,8 +128,19 @@ def init_weights(model: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-def build_model(spec: Spec) -> EfficientNet:
-    """A freshly initialised network for the spec."""
+INIT_SCHEMES = ("reference", "fan_in")
+
+
+def build_model(spec: Spec, init: str = "reference") -> EfficientNet:
+    """A freshly initialised network for the spec.
+
+    `init="reference"` is the TF reference initialisation (the deployed network's). `init="fan_in"` keeps
+    PyTorch's fan-in defaults: weights about 5x smaller under BN, so a proxy run of a few hundred steps
+    learns faster (B0 on the Fashion-MNIST search proxy: 81% vs 56% validation accuracy).
+    """
+    if init not in INIT_SCHEMES:
+        raise NasError(f"unknown init scheme {init!r}: expected one of {', '.join(INIT_SCHEMES)}")
     model = EfficientNet(spec)
-    init_weights(model)
+    if init == "reference":
+        init_weights(model)
     return model

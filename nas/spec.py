@@ -12,11 +12,11 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nas.atomic import write_text_atomic
 from nas.errors import NasError
 
 SCHEMA_VERSION = 1
@@ -236,20 +236,6 @@ def load_spec(path: str | os.PathLike[str]) -> Spec:
         return Spec.from_dict(data)
     except NasError as exc:
         raise NasError(f"{path}: {exc}") from None
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write a file so that readers see either the old or the new content, never half of it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_spec(spec: Spec, path: str | os.PathLike[str]) -> None:

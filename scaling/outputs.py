@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 from nas.cost import count_flops
-from nas.spec import save_spec, write_text_atomic
+from nas.atomic import atomic_path, write_text_atomic
+from nas.spec import save_spec
 from scaling.family import Member
 
 
@@ -114,12 +113,5 @@ def _dodged_beta(grid: Sequence[dict[str, Any]]) -> tuple[list[float], list[int]
 
 
 def _save_figure_atomic(figure: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".png") as tmp:
         figure.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
