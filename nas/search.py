@@ -14,7 +14,9 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import time
 import zlib
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -126,11 +128,23 @@ def enqueue_params(space: SearchSpace, text: str) -> dict[str, Any]:
         raise NasError(f"--enqueue {text}: not in space {space.name!r}: {exc}") from None
 
 
+def _create_or_load(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
+    # Look before creating: a create of an existing study would still append to the journal file.
+    if name not in optuna.get_all_study_names(storage):
+        try:
+            return optuna.create_study(study_name=name, storage=storage, directions=list(DIRECTIONS))
+        except optuna.exceptions.DuplicatedStudyError:
+            pass  # another worker created it a moment ago
+    study = optuna.load_study(study_name=name, storage=storage)
+    if [d.name.lower() for d in study.directions] != list(DIRECTIONS):
+        raise NasError(f"study {name!r} is not a search study (directions {study.directions})")
+    return study
+
+
 def open_study(config: SearchConfig, space: SearchSpace, enqueued: list[tuple[str, dict[str, Any]]]) -> optuna.Study:
     """Create the study, or load it to resume; a resume with different defining settings is refused."""
     storage = open_storage(config.storage, config.run_dir)
-    study = optuna.create_study(study_name=config.study, storage=storage, directions=list(DIRECTIONS),
-                                load_if_exists=True)
+    study = _create_or_load(storage, config.study)
     stored = study.user_attrs.get(CONFIG_ATTR)
     identity = {**config.identity(), "space": space.name}
     if stored is None:
@@ -144,6 +158,24 @@ def open_study(config: SearchConfig, space: SearchSpace, enqueued: list[tuple[st
     for label, params in enqueued:
         study.enqueue_trial(params, user_attrs={"enqueued": label}, skip_if_exists=True)
     return study
+
+
+class OutputRefresher:
+    """The per-trial callback: print the progress line, rewrite the outputs. Drawing pareto.png costs about
+    0.3 s, so it is redrawn at most every `plot_every_s` seconds (every trial of a real search); the last
+    write of a run always draws it."""
+
+    def __init__(self, run_dir: Path, prefix: str = "", quiet: bool = False, plot_every_s: float = 20.0) -> None:
+        self.run_dir, self.prefix, self.quiet, self.plot_every_s = run_dir, prefix, quiet, plot_every_s
+        self._last_plot = -math.inf
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if not self.quiet:
+            print(progress_line(study, trial, self.prefix), flush=True)
+        plot = time.monotonic() - self._last_plot >= self.plot_every_s
+        write_outputs(study, self.run_dir, plot=plot)
+        if plot:
+            self._last_plot = time.monotonic()
 
 
 def progress_line(study: optuna.Study, trial: FrozenTrial, prefix: str = "") -> str:
@@ -179,13 +211,8 @@ def _worker_main(config: SearchConfig, worker_index: int, threads: int) -> None:
 
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    prefix = f"[w{worker_index}] "
-
-    def report(study: optuna.Study, trial: FrozenTrial) -> None:
-        print(progress_line(study, trial, prefix), flush=True)
-        write_outputs(study, config.run_dir)
-
-    search_study(config, proxy_evaluator(config), worker_index=worker_index, on_trial_end=report)
+    search_study(config, proxy_evaluator(config), worker_index=worker_index,
+                 on_trial_end=OutputRefresher(config.run_dir, prefix=f"[w{worker_index}] "))
 
 
 def run_search(config: SearchConfig, *, evaluate: Evaluate | None = None, quiet: bool = False) -> optuna.Study:
@@ -199,13 +226,7 @@ def run_search(config: SearchConfig, *, evaluate: Evaluate | None = None, quiet:
     enqueued = [(text, enqueue_params(space, text)) for text in config.enqueue]
     if config.workers == 1:
         evaluate = evaluate or proxy_evaluator(config)  # data errors surface before the study is touched
-
-        def report(study: optuna.Study, trial: FrozenTrial) -> None:
-            if not quiet:
-                print(progress_line(study, trial), flush=True)
-            write_outputs(study, config.run_dir)
-
-        search_study(config, evaluate, on_trial_end=report)
+        search_study(config, evaluate, on_trial_end=OutputRefresher(config.run_dir, quiet=quiet))
     else:
         if evaluate is not None:
             raise NasError("a custom accuracy source runs with one worker only")

@@ -161,7 +161,7 @@ def pareto_png(study: optuna.Study, completed: list[FrozenTrial]) -> bytes:
     axes.set_title(f"study {study.study_name}: accuracy vs FLOPs")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8, loc="lower right")
-    figure.tight_layout()
+    figure.subplots_adjust(left=0.11, right=0.97, top=0.92, bottom=0.13)  # tight_layout would draw twice
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
@@ -236,8 +236,8 @@ def summary_markdown(study: optuna.Study, completed: list[FrozenTrial]) -> str:
 # --- all outputs -------------------------------------------------------------------------------------------
 
 
-def write_outputs(study: optuna.Study, run_dir: str | os.PathLike[str]) -> list[Path]:
-    """(Re)write every output file of the study into `run_dir`; returns their paths."""
+def write_outputs(study: optuna.Study, run_dir: str | os.PathLike[str], plot: bool = True) -> list[Path]:
+    """(Re)write every output file of the study into `run_dir` (pareto.png only if `plot`); returns their paths."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     completed = completed_trials(study)
@@ -250,9 +250,12 @@ def write_outputs(study: optuna.Study, run_dir: str | os.PathLike[str]) -> list[
     if best is not None:
         write_text_atomic(run_dir / "best.json", json.dumps(best_document(study, best), indent=2) + "\n")
         written.append(run_dir / "best.json")
-    _write_bytes_atomic(run_dir / "pareto.png", pareto_png(study, completed))
     write_text_atomic(run_dir / "summary.md", summary_markdown(study, completed))
-    return written + [run_dir / "pareto.png", run_dir / "summary.md"]
+    written.append(run_dir / "summary.md")
+    if plot:
+        _write_bytes_atomic(run_dir / "pareto.png", pareto_png(study, completed))
+        written.append(run_dir / "pareto.png")
+    return written
 
 
 def load_run_study(run_dir: str | os.PathLike[str], storage_url: str | None = None) -> optuna.Study:
