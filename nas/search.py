@@ -71,10 +71,11 @@ def make_objective(space: SearchSpace, config: SearchConfig, evaluate: Evaluate)
 
     def objective(trial: Trial) -> list[float]:
         spec = sample(space, trial)
+        spec_dict = spec.to_dict()
         flops, params = count_flops(spec), count_params(spec)
         ratio = flops / config.target_flops
         for key, value in (("arch", arch_code(space, spec)), ("flops", flops), ("params", params),
-                           ("spec", spec.to_dict())):
+                           ("spec", spec_dict)):
             trial.set_user_attr(key, value)
         # The soft window: feasible (<= 0) inside [low, high] x target; samplers prefer feasible candidates.
         trial.set_constraint("flops_above_window", ratio - high)
@@ -82,13 +83,13 @@ def make_objective(space: SearchSpace, config: SearchConfig, evaluate: Evaluate)
         if flops > config.hard_cap_flops:
             raise optuna.TrialPruned(f"{flops / 1e6:.1f}M FLOPs is above the hard cap "
                                      f"{config.hard_cap_flops / 1e6:.0f}M: not trained")
-        history: list[float] = []
-
-        def on_epoch(report: Any) -> None:
-            history.append(float(report.val_acc))
-            trial.set_user_attr("val_acc_history", list(history))
-
-        accuracy = float(evaluate(spec, on_epoch))
+        twin = _completed_twin(trial.study, spec_dict)
+        if twin is not None:  # the proxy is seeded: training the same network again gives the same result
+            trial.set_user_attr("duplicate_of", twin.number)
+            trial.set_user_attr("val_acc_history", twin.user_attrs.get("val_acc_history", []))
+            accuracy = float(twin.user_attrs["accuracy"])
+        else:
+            accuracy = _train(trial, spec, evaluate)
         if not math.isfinite(accuracy) or not 0.0 <= accuracy <= 1.0:
             raise ValueError(f"proxy accuracy {accuracy!r} is not in [0, 1]")
         trial.set_user_attr("accuracy", accuracy)
@@ -96,6 +97,23 @@ def make_objective(space: SearchSpace, config: SearchConfig, evaluate: Evaluate)
         return [accuracy, float(flops)]
 
     return objective
+
+
+def _train(trial: Trial, spec: Spec, evaluate: Evaluate) -> float:
+    history: list[float] = []
+
+    def on_epoch(report: Any) -> None:
+        history.append(float(report.val_acc))
+        trial.set_user_attr("val_acc_history", list(history))  # per-epoch evidence (no pruner in MO studies)
+
+    return float(evaluate(spec, on_epoch))
+
+
+def _completed_twin(study: optuna.Study, spec: dict[str, Any]) -> FrozenTrial | None:
+    for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if other.user_attrs.get("spec") == spec and "accuracy" in other.user_attrs:
+            return other
+    return None
 
 
 def proxy_evaluator(config: SearchConfig) -> Evaluate:

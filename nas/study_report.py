@@ -77,6 +77,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             "fail_kind": attrs.get(FAIL_KIND_ATTR),
             "enqueued": attrs.get("enqueued"),
             "retry_of": attrs.get(RETRY_ATTR),
+            "duplicate_of": attrs.get("duplicate_of"),
             "worker": attrs.get(WORKER_ATTR),
             "val_acc_history": ";".join(f"{v:.4f}" for v in history) if history else None,
             **trial.params,

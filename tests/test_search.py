@@ -177,3 +177,34 @@ def test_report_regenerates_the_outputs(tmp_path, run_nas):
 def test_report_of_a_folder_without_a_study(tmp_path, run_nas):
     code, _, err = run_nas("report", str(tmp_path))
     assert code == 2 and "not a search run folder" in err and err.count("\n") == 1
+
+
+def test_tiny_search_end_to_end_with_the_real_proxy_and_resume(tmp_path, run_nas):
+    """The shipped command: the real trainer ('tiny' preset) on Fashion-MNIST, then a resume that tops up."""
+    pytest.importorskip("nas.train")
+    from nas.data import FASHION_MNIST_DIR
+
+    if not Path(FASHION_MNIST_DIR).is_dir():
+        pytest.skip(f"Fashion-MNIST is not installed in {FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)")
+    argv = ["search", "--space", "tiny", "--proxy", "tiny", "--target-flops", "60M", "--population", "2",
+            "--study", "e2e", "--runs-dir", str(tmp_path), "--seed", "1"]
+    code, out, err = run_nas(*argv, "--n-trials", "2")
+    assert code == 0, err
+    assert sum(line.startswith("trial") for line in out.splitlines()) == 2
+    run_dir = tmp_path / "e2e"
+    for name in OUTPUT_FILES:
+        assert (run_dir / name).stat().st_size > 0, name
+    study = load_run_study(run_dir)
+    trained = [t for t in study.get_trials() if "accuracy" in t.user_attrs]
+    for trial in trained:  # real training: one validation accuracy per epoch of the 'tiny' preset
+        assert len(trial.user_attrs["val_acc_history"]) == 2
+        assert trial.user_attrs["accuracy"] == trial.user_attrs["val_acc_history"][-1]
+    first = [t.params for t in study.get_trials()]
+
+    code, out, err = run_nas(*argv, "--n-trials", "3")  # the same command, a larger budget: resumes
+    assert code == 0, err
+    study = load_run_study(run_dir)
+    assert len(finished(study)) == 3 and [t.params for t in study.get_trials()[:2]] == first
+    assert len(pd.read_csv(run_dir / "trials.csv")) == 3
+    best = json.loads((run_dir / "best.json").read_text())
+    assert best["dataset"] == "fashion-mnist" and best["proxy"] == "tiny" and best["space"] == "tiny"

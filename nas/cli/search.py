@@ -77,8 +77,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"search {config.study!r}: space {config.space}, data {config.data}, proxy {config.proxy}, "
           f"target {config.target_flops / 1e6:g}M FLOPs, {config.n_trials} trials, sampler {config.sampler}, "
           f"seed {config.seed}, {config.workers} worker(s); outputs in {config.run_dir}/", flush=True)
+    import optuna
+
     from nas.search import run_search  # Optuna and torch load only when a search runs
     from nas.study_report import completed_trials, selected_trial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress lines say what matters
 
     study = run_search(config)
     best = selected_trial(completed_trials(study))
