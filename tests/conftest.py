@@ -1,10 +1,13 @@
-"""Shared test helpers: run the `nas` command in-process and capture its output."""
+"""Shared test helpers: run the `nas` command in-process and capture its output; a throwaway PostgreSQL."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 
 from nas.cli.main import main
+from tests.postgres import postgres_or_skip
 
 
 @pytest.fixture
@@ -20,3 +23,13 @@ def run_nas(capsys: pytest.CaptureFixture[str]):
         return code, out, err
 
     return _run
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a throwaway PostgreSQL database shared by the session (see tests/postgres.py).
+
+    Where no server can be started the tests using it skip, saying why; with CI set they fail instead.
+    """
+    with postgres_or_skip() as url:
+        yield url
