@@ -32,7 +32,7 @@ class SearchConfig:
     flops_window: tuple[float, float] = (0.75, 1.25)  # soft window, as multiples of the target
     hard_cap: float = 2.0  # candidates above hard_cap x target are not trained
     n_trials: int = 20
-    timeout: float | None = None
+    timeout: float | None = 1080.0  # no new trial after 18 min: the default search ends within 20 min
     sampler: str = "nsga2"
     population: int = 8  # NSGA-II generation size: small, so a 20-trial search runs a few generations
     seed: int = 0

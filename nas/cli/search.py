@@ -32,6 +32,19 @@ def parse_window(text: str) -> tuple[float, float]:
     return low, high
 
 
+def parse_timeout(text: str) -> float | None:
+    """'1080' -> 1080.0; 'none' -> no limit."""
+    if text.strip().lower() in ("none", "inf"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise NasError(f"--timeout: cannot read {text!r} (expected seconds or 'none')") from None
+    if not value > 0 or value != value:
+        raise NasError(f"--timeout: must be a positive number of seconds, got {text!r}")
+    return value
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     defaults = SearchConfig()
     parser = subparsers.add_parser(
@@ -51,7 +64,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="candidates above this multiple of T are not trained (default: %(default)s)")
     parser.add_argument("--n-trials", type=int, default=defaults.n_trials,
                         help="finished trials the study should hold (default: %(default)s)")
-    parser.add_argument("--timeout", type=float, help="start no new trial after this many seconds")
+    parser.add_argument("--timeout", default=str(defaults.timeout),
+                        help="start no new trial after this many seconds; 'none' for no limit (default: %(default)s)")
     parser.add_argument("--sampler", default=defaults.sampler, help=f"one of {', '.join(SAMPLERS)} (default: %(default)s)")
     parser.add_argument("--population", type=int, default=defaults.population,
                         help="NSGA-II population / TPE start-up trials (default: %(default)s)")
@@ -67,10 +81,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = with_changes(
-        SearchConfig(), study=args.study, space=args.space, data=args.data, proxy=args.proxy,
+        SearchConfig(timeout=parse_timeout(args.timeout)), study=args.study, space=args.space, data=args.data, proxy=args.proxy,
         target_flops=parse_flops(args.target_flops), reward_weight=args.reward_weight,
         hard_reward=args.hard_reward, flops_window=parse_window(args.flops_window), hard_cap=args.hard_cap,
-        n_trials=args.n_trials, timeout=args.timeout, sampler=args.sampler, population=args.population,
+        n_trials=args.n_trials, sampler=args.sampler, population=args.population,
         seed=args.seed, storage=args.storage, workers=args.workers, enqueue=tuple(args.enqueue),
         runs_dir=args.runs_dir,
     )
