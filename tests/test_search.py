@@ -130,21 +130,30 @@ def test_same_seed_same_architectures_in_the_same_order(tmp_path, sampler):
 
 
 def test_failures_inside_trials_are_recorded_and_the_study_goes_on(tmp_path):
+    from nas.train import TrainingDiverged
+
     def flaky(spec: Spec, on_epoch) -> float:
         first = spec.stages[0]
-        if first.block == "conv" and first.kernel == 3:
+        if (first.block, first.kernel, first.repeats) == ("conv", 3, 1):
             raise RuntimeError("DefaultCPUAllocator: can't allocate memory (simulated out of memory)")
-        if first.block == "ds" and first.kernel == 5:
+        if (first.block, first.kernel, first.repeats) == ("ds", 5, 1):
             return math.nan
+        if (first.block, first.expand, first.repeats) == ("mbconv", 3, 1):
+            raise TrainingDiverged(epoch=1, step=7, loss=math.inf)
+        if (first.block, first.kernel, first.repeats) == ("ds", 3, 2):
+            raise NasError("cannot build: simulated invalid block")
         return fake_evaluate(spec, on_epoch)
 
-    study = run_search(config(tmp_path, n_trials=8, sampler="random", target_flops=400_000_000),
+    # seed 5: the sampled sequence hits each of the four failure kinds at least once
+    study = run_search(config(tmp_path, n_trials=10, sampler="random", target_flops=400_000_000, seed=5),
                        evaluate=flaky, quiet=True)
     failed = study.get_trials(states=(TrialState.FAIL,))
-    assert len(finished(study)) == 8 and failed
+    assert len(finished(study)) == 10 and failed
     table = pd.read_csv(tmp_path / "s" / "trials.csv")
     reasons = table.loc[table["state"] == "FAIL", "reason"]
-    assert reasons.str.contains("out of memory|not in \\[0, 1\\]").all()
+    kinds = ["out of memory", "not in \\[0, 1\\]", "TrainingDiverged: training diverged", "cannot build"]
+    assert reasons.str.contains("|".join(kinds)).all()
+    assert all(reasons.str.contains(kind).any() for kind in kinds), list(reasons)
     assert (table.loc[table["state"] == "FAIL", "fail_kind"] == "error").all()
 
 
