@@ -118,3 +118,49 @@ def test_surplus_trials_give_their_slot_up(tmp_path, n_trials):
     late = study.ask()
     assert _is_surplus(study, late, n_trials)
     assert not _is_surplus(study, late, n_trials + 1)
+
+
+def _quick_worker(url: str | None, folder: str, name: str, n_trials: int, seed: int) -> None:
+    """One worker process: many very short trials, so workers ask for trials at nearly the same moments."""
+    from pathlib import Path
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=name, storage=open_storage(url, Path(folder)))
+
+    def objective(trial):
+        return [float(trial.suggest_int("x", 0, 10**6))]
+
+    run_trials(study, objective, n_trials=n_trials,
+               sampler_factory=lambda k: optuna.samplers.RandomSampler(seed=seed * 100_003 + k))
+
+
+def _stress(url: str | None, folder, workers: int, n_trials: int) -> optuna.Study:
+    import multiprocessing
+    import uuid
+
+    storage = open_storage(url, folder)
+    name = f"stress-{uuid.uuid4().hex[:8]}"  # the PostgreSQL test database is shared by the session
+    optuna.create_study(storage=storage, study_name=name, directions=["maximize"])
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_quick_worker, args=(url, str(folder), name, n_trials, i)) for i in range(workers)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=300)
+    assert [p.exitcode for p in processes] == [0] * workers
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def _assert_exact(study: optuna.Study, n_trials: int) -> None:
+    trials = study.get_trials()
+    assert len({t.number for t in trials}) == len(trials)
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == n_trials
+    assert all(t.state == TrialState.COMPLETE or t.user_attrs.get(FAIL_KIND_ATTR) == "surplus" for t in trials)
+
+
+def test_many_processes_fill_the_budget_exactly_on_the_journal(tmp_path):
+    _assert_exact(_stress(None, tmp_path, workers=4, n_trials=40), 40)
+
+
+def test_many_processes_fill_the_budget_exactly_on_postgresql(tmp_path, postgres_url):
+    _assert_exact(_stress(postgres_url, tmp_path, workers=4, n_trials=40), 40)
