@@ -107,7 +107,11 @@ def _train(trial: Trial, spec: Spec, evaluate: Evaluate) -> float:
         history.append(float(report.val_acc))
         trial.set_user_attr("val_acc_history", list(history))  # per-epoch evidence (no pruner in MO studies)
 
-    return float(evaluate(spec, on_epoch))
+    cpu_start = time.process_time()
+    accuracy = float(evaluate(spec, on_epoch))
+    # CPU seconds (all threads) next to the wall time: on a shared machine they tell the trial's real cost.
+    trial.set_user_attr("cpu_seconds", round(time.process_time() - cpu_start, 2))
+    return accuracy
 
 
 def _completed_twin(study: optuna.Study, spec: dict[str, Any]) -> FrozenTrial | None:

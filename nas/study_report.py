@@ -73,6 +73,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             "accuracy": attrs.get("accuracy"),
             "reward": attrs.get("reward"),
             "seconds": round(trial_seconds(trial), 2),
+            "cpu_seconds": attrs.get("cpu_seconds"),
             "reason": attrs.get(REASON_ATTR),
             "fail_kind": attrs.get(FAIL_KIND_ATTR),
             "enqueued": attrs.get("enqueued"),

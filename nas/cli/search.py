@@ -51,7 +51,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "search", help="search a baseline architecture toward a FLOPs target (Optuna, multi-objective)",
         description="Search a space for the architecture with the best reward ACC x (FLOPs/T)^w. "
                     "Running the same command again resumes the study; --n-trials is the study's total.")
-    parser.add_argument("--space", default=defaults.space, help="search space name or .toml file (default: %(default)s)")
+    parser.add_argument("--space", default=defaults.space,
+                        help="search space name or .toml file (default: %(default)s)")
     parser.add_argument("--data", default=defaults.data, help="proxy data set (default: %(default)s)")
     parser.add_argument("--proxy", default=defaults.proxy, help="proxy training preset (default: %(default)s)")
     parser.add_argument("--target-flops", default="400M", help="FLOPs target T, e.g. 400M (default: %(default)s)")
@@ -65,12 +66,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--n-trials", type=int, default=defaults.n_trials,
                         help="finished trials the study should hold (default: %(default)s)")
     parser.add_argument("--timeout", default=str(defaults.timeout),
-                        help="start no new trial after this many seconds; 'none' for no limit (default: %(default)s)")
-    parser.add_argument("--sampler", default=defaults.sampler, help=f"one of {', '.join(SAMPLERS)} (default: %(default)s)")
+                        help="start no new trial after this many seconds, 'none' for no limit "
+                             "(default: %(default)s)")
+    parser.add_argument("--sampler", default=defaults.sampler,
+                        help=f"one of {', '.join(SAMPLERS)} (default: %(default)s)")
     parser.add_argument("--population", type=int, default=defaults.population,
                         help="NSGA-II population / TPE start-up trials (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed (default: %(default)s)")
-    parser.add_argument("--study", default=defaults.study, help="study name; its folder is runs/STUDY (default: %(default)s)")
+    parser.add_argument("--study", default=defaults.study,
+                        help="study name; its folder is runs/STUDY (default: %(default)s)")
     parser.add_argument("--storage", help="Optuna storage URL (default: runs/STUDY/study.journal)")
     parser.add_argument("--workers", type=int, default=1, help="local worker processes (default: %(default)s)")
     parser.add_argument("--enqueue", action="append", default=[], metavar="MODEL",
@@ -81,7 +85,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = with_changes(
-        SearchConfig(timeout=parse_timeout(args.timeout)), study=args.study, space=args.space, data=args.data, proxy=args.proxy,
+        SearchConfig(timeout=parse_timeout(args.timeout)), study=args.study, space=args.space, data=args.data,
+        proxy=args.proxy,
         target_flops=parse_flops(args.target_flops), reward_weight=args.reward_weight,
         hard_reward=args.hard_reward, flops_window=parse_window(args.flops_window), hard_cap=args.hard_cap,
         n_trials=args.n_trials, sampler=args.sampler, population=args.population,
