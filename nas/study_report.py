@@ -146,7 +146,7 @@ def pareto_png(study: optuna.Study, completed: list[FrozenTrial]) -> bytes:
     front = front_trials(completed)
     if front:
         axes.plot([mflops(t) for t in front], [accuracy(t) for t in front], "o-", c="tab:blue", ms=5,
-                  label="Pareto front")
+                  drawstyle="steps-post", label="Pareto front")
     if "target_flops" in config:
         axes.axvline(config["target_flops"] / 1e6, ls="--", c="tab:red",
                      label=f"target {config['target_flops'] / 1e6:g}M")
