@@ -28,6 +28,7 @@ _EXPORTS = {
     "count_flops": "nas.cost",
     "peak_activation_bytes": "nas.cost",
     "build_model": "nas.model",
+    "load": "nas.loader",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -35,7 +35,11 @@ def open_storage(url: str | None, run_dir: Path, heartbeat_interval: int | None 
         kwargs = {}
         if heartbeat_interval:
             kwargs = {"heartbeat_interval": heartbeat_interval, "grace_period": 3 * heartbeat_interval}
-        return RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **kwargs)
+        engine_kwargs: dict = {"pool_pre_ping": True}
+        if url.startswith("postgresql"):
+            # libpq waits about two minutes on a host that drops packets; a user deserves an answer sooner.
+            engine_kwargs["connect_args"] = {"connect_timeout": 10}
+        return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
     except Exception as exc:  # SQLAlchemy raises many types; the user needs one line naming the URL
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise NasError(f"cannot open storage {url!r}: {reason}") from None
