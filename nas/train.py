@@ -65,15 +65,17 @@ class ProxyPreset:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
+# Measured on B0 / Fashion-MNIST with batch 128: the reference rate (0.016 per 256 images) reached 68.5% validation
+# accuracy after epoch 1 of 10; 4x that rate only 35.8% after epoch 1 of 6. The proxy keeps the reference rate.
 PRESETS: dict[str, ProxyPreset] = {
     # A few seconds on 2 cores with a small net; for tests.
     "tiny": ProxyPreset("tiny", epochs=2, batch_size=32, resolution=16, subset=320),
-    # One search trial of a B0-size net: ~40-60 s on 2 cores.
+    # One search trial of a B0-size net: ~40-60 s on 2 idle cores.
     "search": ProxyPreset("search", epochs=4, batch_size=128, resolution=32, subset=10000),
     # One compound-scaling grid point (the caller multiplies the resolution by gamma).
     "scale": ProxyPreset("scale", epochs=5, batch_size=128, resolution=32, subset=20000),
     # Full training: B0 reaches >= 90% Fashion-MNIST test top-1.
-    "full": ProxyPreset("full", epochs=10, batch_size=128, resolution=32),
+    "full": ProxyPreset("full", epochs=15, batch_size=128, resolution=32),
 }
 
 

@@ -14,7 +14,7 @@ from nas.data import load_dataset
 from nas.errors import NasError
 from nas.resolve import resolve_spec
 from nas.spec import save_spec
-from nas.train import PRESETS, TrainingDiverged, get_preset, train
+from nas.train import PRESETS, EpochReport, TrainingDiverged, get_preset, train
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -46,8 +46,10 @@ def run(args: argparse.Namespace) -> int:
     name = spec.name or Path(args.model).stem
     out = args.out or Path("runs") / f"train-{name}-{preset.name}-s{args.seed}"
     data = load_dataset(args.data, val_fraction=args.val_fraction, seed=args.seed)
+    interactive = sys.stderr.isatty()
     try:
-        result = train(spec, data, preset, seed=args.seed, evaluate_test=True, progress=sys.stderr.isatty())
+        result = train(spec, data, preset, seed=args.seed, evaluate_test=True, progress=interactive,
+                       on_epoch=None if interactive else _print_epoch)
     except TrainingDiverged as exc:
         raise NasError(f"{exc}; try a smaller learning rate or batch size") from None
     metrics = {
@@ -57,14 +59,17 @@ def run(args: argparse.Namespace) -> int:
         "mean": result.mean, "std": result.std,
         "history": [asdict(report) for report in result.history], "spec": result.spec.to_dict(),
     }
-    save_checkpoint(out / "model.safetensors", result.state_dict, result.spec,
+    save_checkpoint(out / "checkpoint.safetensors", result.state_dict, result.spec,
                     {"mean": result.mean, "std": result.std})
     save_spec(result.spec, out / "spec.json")
     write_metrics(out / "metrics.json", metrics)
-    for report in result.history:
-        print(f"epoch {report.epoch + 1}: loss {report.train_loss:.4f} train acc {report.train_acc:.4f} "
-              f"val acc {report.val_acc:.4f} {report.images_per_s:.0f} img/s {report.seconds:.1f} s")
     test = "n/a (no test set)" if result.test_acc is None else f"{result.test_acc:.4f}"
     print(f"{name} ({preset.name}): val acc {result.val_acc:.4f}, test acc {test}, "
           f"{result.seconds:.1f} s, {result.images_per_s:.0f} img/s -> {out}")
     return 0
+
+
+def _print_epoch(report: EpochReport) -> None:
+    """One line per epoch where there is no terminal for a progress bar (logs, CI)."""
+    print(f"epoch {report.epoch + 1}: loss {report.train_loss:.4f} train acc {report.train_acc:.4f} "
+          f"val acc {report.val_acc:.4f} {report.images_per_s:.0f} img/s {report.seconds:.1f} s", flush=True)

@@ -1,0 +1,78 @@
+"""Training speed of B0 at the default proxy setting: the trainer against a plain eager NCHW loop.
+
+Both run the same model, optimizer, loss, EMA and augmented batches of the same data, alternating in one
+process so that load from other jobs hits both alike; the figure is the ratio of median images/s.
+The trainer's path differs in memory format only (channels_last model and inputs, batched uint8
+augmentation that writes NHWC directly). Usage:
+
+    python bench/bench_train_speed.py [--preset search] [--images 2560] [--rounds 3] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from nas.augment import channel_stats, crop_flip, normalize, resize_images
+from nas.data import load_dataset
+from nas.ema import ModelEma, compressed_decay
+from nas.family import efficientnet
+from nas.model import build_model
+from nas.optim import RMSpropTF, weight_decay_groups
+from nas.train import ProxyPreset, get_preset, proxy_spec, train
+
+
+def plain_eager_nchw(data, preset: ProxyPreset, seed: int) -> float:
+    """One epoch of the textbook loop (NCHW model and batches); returns training images/s."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    model = build_model(proxy_spec(efficientnet("b0"), data, preset)).train()
+    train_x = resize_images(data.train_x, preset.resolution)
+    mean, std = channel_stats(train_x)
+    steps = len(train_x) // preset.batch_size
+    optimizer = RMSpropTF(weight_decay_groups(model, preset.weight_decay), lr=preset.lr_per_256 / 2, eps=1e-3)
+    ema = ModelEma(model, compressed_decay(steps))
+    padding = round(preset.crop_padding * preset.resolution)
+    order = torch.randperm(len(train_x), generator=generator)
+    start = time.perf_counter()
+    for i in range(steps):
+        index = order[i * preset.batch_size:(i + 1) * preset.batch_size]
+        inputs = normalize(crop_flip(train_x[index], padding, generator), mean, std).contiguous()  # NCHW
+        loss = F.cross_entropy(model(inputs), data.train_y[index], label_smoothing=preset.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        ema.update(model)
+    return steps * preset.batch_size / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="search")
+    parser.add_argument("--images", type=int, default=2560, help="training images per measured epoch")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    base = get_preset(args.preset)
+    preset = base.with_changes(epochs=1, subset=round(args.images / (1 - 0.1)))
+    data = load_dataset("fashion-mnist", seed=0).limit(preset.subset)
+    print(f"B0 on Fashion-MNIST, preset {base.name}: {preset.resolution}x{preset.resolution}, batch "
+          f"{preset.batch_size}, {len(data.train_y)} images per epoch, {torch.get_num_threads()} threads")
+    trainer, plain = [], []
+    plain_eager_nchw(data.limit(preset.batch_size * 3), preset, 0)  # warm up allocator and kernels
+    for r in range(args.rounds):
+        trainer.append(train(efficientnet("b0"), data, preset, seed=r).images_per_s)
+        plain.append(plain_eager_nchw(data, preset, r))
+        print(f"round {r + 1}: trainer {trainer[-1]:.0f} img/s, plain eager NCHW {plain[-1]:.0f} img/s", flush=True)
+    fast, slow = statistics.median(trainer), statistics.median(plain)
+    print(f"median: trainer {fast:.0f} img/s, plain eager NCHW {slow:.0f} img/s, speed-up {fast / slow:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""The proxy trainer on tiny real data: it learns, it is seeded, and its callback, divergence and
+checkpoint behave as the search and scaling stages rely on."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from nas.checkpoint import load_checkpoint, save_checkpoint
+from nas.cli.main import main
+from nas.data import FASHION_MNIST_DIR, load_dataset, split_train_val
+from nas.errors import NasError
+from nas.loader import load
+from nas.model import build_model
+from nas.resolve import resolve_spec
+from nas.schedule import compressed_schedule
+from nas.spec import Spec, StageSpec, save_spec
+from nas.train import EpochReport, TrainingDiverged, evaluate, get_preset, proxy_spec, train
+from nas.augment import resize_images
+
+SMALL = Spec(stages=(StageSpec("mbconv", 1, 3, 1, 1, 8), StageSpec("mbconv", 2, 3, 2, 3, 16),
+                     StageSpec("mbconv", 1, 5, 2, 3, 24)),
+             stem_channels=8, head_channels=64, name="small")
+TINY = get_preset("tiny")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny nets gain little from a second thread, and on a shared, loaded machine two OpenMP threads that
+    spin-wait for each other ran these tests 10-20x slower than one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def synthetic_data(n=320, seed=0):
+    """Four classes told apart by which image quadrant is bright: learnable in a few steps."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 4, (n,), generator=gen)
+    images = torch.randint(0, 60, (n, 1, 16, 16), generator=gen, dtype=torch.uint8)
+    for q in range(4):
+        r, c = divmod(q, 2)
+        images[labels == q, :, r * 8:(r + 1) * 8, c * 8:(c + 1) * 8] += 150
+    return split_train_val("synthetic", images, labels, images[:64], labels[:64], 4,
+                           val_fraction=0.2, subset=None, seed=0)
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    if not FASHION_MNIST_DIR.is_dir():
+        pytest.skip("dataset-fashion-mnist not installed")
+    data = load_dataset("fashion-mnist", subset=1500, seed=0)
+    return replace(data, test_x=data.test_x[:1000], test_y=data.test_y[:1000])
+
+
+def test_learns_fashion_mnist(fashion):
+    preset = TINY.with_changes(epochs=5, subset=1500, batch_size=64, lr_per_256=0.2)
+    result = train(SMALL, fashion, preset, evaluate_test=True)
+    assert result.val_acc > 0.6 and result.test_acc > 0.6  # chance is 0.1
+    assert result.spec.in_channels == 1 and result.spec.num_classes == 10 and result.spec.resolution == 16
+    assert len(result.history) == 5 and result.history[-1].train_loss < result.history[0].train_loss
+
+
+def test_same_seed_same_result_other_seed_differs():
+    data = synthetic_data()
+    a = train(SMALL, data, TINY, seed=1)
+    b = train(SMALL, data, TINY, seed=1)
+    c = train(SMALL, data, TINY, seed=2)
+    assert [r.train_loss for r in a.history] == [r.train_loss for r in b.history]
+    assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
+    assert a.history[0].train_loss != c.history[0].train_loss
+
+
+def test_callback_gets_reports_and_its_exceptions_propagate():
+    class Prune(Exception):
+        pass
+
+    seen = []
+
+    def on_epoch(report):
+        seen.append(report)
+        if report.epoch == 1:
+            raise Prune()
+
+    with pytest.raises(Prune):
+        train(SMALL, synthetic_data(), TINY.with_changes(epochs=4), on_epoch=on_epoch)
+    assert [r.epoch for r in seen] == [0, 1] and all(isinstance(r, EpochReport) for r in seen)
+    assert 0.0 <= seen[1].val_acc <= 1.0 and seen[1].images_per_s > 0
+
+
+def test_last_report_lr_follows_compressed_schedule():
+    data = synthetic_data()
+    result = train(SMALL, data, TINY)
+    steps = TINY.epochs * (len(data.train_y) // TINY.batch_size)
+    expected = compressed_schedule(TINY.lr_per_256 * TINY.batch_size / 256, steps)(steps - 1)
+    assert result.history[-1].lr == pytest.approx(expected)
+
+
+def test_non_finite_loss_raises_with_epoch_and_step():
+    with pytest.raises(TrainingDiverged) as info:
+        train(SMALL, synthetic_data(), TINY.with_changes(lr_per_256=1e30))
+    assert info.value.epoch == 0 and info.value.step >= 1  # step 0 has learning rate 0 (warmup)
+
+
+def test_proxy_spec_and_presets():
+    data = synthetic_data()
+    adapted = proxy_spec(resolve_spec("b0"), data, get_preset("search"))
+    assert (adapted.in_channels, adapted.num_classes, adapted.resolution) == (1, 4, 32)
+    with pytest.raises(NasError, match="unknown proxy preset"):
+        get_preset("huge")
+    with pytest.raises(NasError, match="batch_size"):
+        TINY.with_changes(batch_size=0)
+    with pytest.raises(NasError, match="unknown preset field"):
+        TINY.with_changes(momentum=0.5)
+
+
+def test_checkpoint_round_trip_reproduces_accuracy(tmp_path):
+    data = synthetic_data()
+    result = train(SMALL, data, TINY)
+    save_checkpoint(tmp_path / "m.safetensors", result.state_dict, result.spec,
+                    {"mean": result.mean, "std": result.std})
+    state, spec, meta = load_checkpoint(tmp_path / "m.safetensors")
+    assert spec == result.spec and meta["mean"] == list(result.mean)
+    model = build_model(spec)
+    model.load_state_dict(state)
+    acc = evaluate(model, resize_images(data.val_x, spec.resolution), data.val_y,
+                   torch.tensor(meta["mean"]), torch.tensor(meta["std"]))
+    assert acc == result.val_acc
+    (tmp_path / "bad.safetensors").write_bytes(b"garbage")
+    with pytest.raises(NasError, match="not a safetensors checkpoint"):
+        load_checkpoint(tmp_path / "bad.safetensors")
+
+
+def test_cli_train_writes_run_folder(tmp_path, capsys):
+    from tests.test_data import make_idx_dir
+
+    data_dir = tmp_path / "idx"
+    data_dir.mkdir()
+    make_idx_dir(data_dir, compress=True, n_train=200, n_test=40)
+    save_spec(SMALL, tmp_path / "small.json")
+    out = tmp_path / "run"
+    rc = main(["train", str(tmp_path / "small.json"), "--data", f"idx:{data_dir}", "--preset", "tiny",
+               "--epochs", "1", "--out", str(out)])
+    assert rc == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["preset"]["epochs"] == 1 and 0 <= metrics["test_acc"] <= 1
+    state, spec, _ = load_checkpoint(out / "checkpoint.safetensors")
+    assert spec == resolve_spec(str(out))
+    loaded = load(str(out)).state_dict()  # what export reads from a run folder
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    assert "test acc" in capsys.readouterr().out
+
+
+def test_cli_missing_data_is_one_line_exit_2(tmp_path, capsys):
+    rc = main(["train", "b0", "--data", f"idx:{tmp_path / 'missing'}", "--preset", "tiny"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "missing" in err
