@@ -261,6 +261,10 @@ def run_search(config: SearchConfig, *, evaluate: Evaluate | None = None, quiet:
     space = load_space(config.space)
     enqueued = [(text, enqueue_params(space, text)) for text in config.enqueue]
     if config.workers == 1:
+        if config.threads is not None:
+            import torch
+
+            torch.set_num_threads(config.threads)
         evaluate = evaluate or proxy_evaluator(config)  # data errors surface before the study is touched
         search_study(config, evaluate, on_trial_end=OutputRefresher(config.run_dir, quiet=quiet))
     else:
@@ -268,7 +272,7 @@ def run_search(config: SearchConfig, *, evaluate: Evaluate | None = None, quiet:
             raise NasError("a custom accuracy source runs with one worker only")
         proxy_evaluator(config)  # check the data once, here, before any worker starts
         open_study(config, space, enqueued)  # created once, so workers never race to create it
-        threads = max(1, (os.cpu_count() or 1) // config.workers)
+        threads = config.threads or max(1, (os.cpu_count() or 1) // config.workers)
         context = multiprocessing.get_context("spawn")
         workers = [context.Process(target=_worker_main, args=(config, i, threads), name=f"nas-worker-{i}")
                    for i in range(config.workers)]

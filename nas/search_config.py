@@ -39,6 +39,7 @@ class SearchConfig:
     enqueue: tuple[str, ...] = ()
     storage: str | None = None
     workers: int = 1
+    threads: int | None = None  # torch threads per worker; None: torch's choice (one worker) or cores / workers
     runs_dir: str = "runs"
     heartbeat_s: float = 10.0
     grace_s: float = 60.0
@@ -55,6 +56,8 @@ class SearchConfig:
         _check(_is_int(self.population) and self.population >= 2, "population", self.population, "an integer >= 2")
         _check(_is_int(self.seed) and self.seed >= 0, "seed", self.seed, "a non-negative integer")
         _check(_is_int(self.workers) and 1 <= self.workers <= 256, "workers", self.workers, "an integer from 1 to 256")
+        _check(self.threads is None or (_is_int(self.threads) and self.threads >= 1), "threads", self.threads,
+               "a positive integer")
         _check(_is_number(self.hard_cap) and self.hard_cap > 0, "hard_cap", self.hard_cap, "a positive number")
         low, high = self.flops_window
         _check(_is_number(low) and _is_number(high) and 0 < low <= high, "flops_window", self.flops_window,

@@ -53,6 +53,7 @@ BAD_INPUTS = [  # (extra arguments, a word the one-line message must contain)
     (["--timeout", "-5"], "timeout"),
     (["--timeout", "soon"], "timeout"),
     (["--workers", "0"], "workers"),
+    (["--threads", "0"], "threads"),
     (["--population", "1"], "population"),
     (["--hard-cap", "0"], "hard_cap"),
     (["--flops-window", "2,1"], "flops_window"),

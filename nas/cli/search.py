@@ -77,6 +77,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="study name; its folder is runs/STUDY (default: %(default)s)")
     parser.add_argument("--storage", help="Optuna storage URL (default: runs/STUDY/study.journal)")
     parser.add_argument("--workers", type=int, default=1, help="local worker processes (default: %(default)s)")
+    parser.add_argument("--threads", type=int,
+                        help="torch threads per worker (default: torch's choice, or cores / workers); "
+                             "1 is fastest on a machine busy with other jobs")
     parser.add_argument("--enqueue", action="append", default=[], metavar="MODEL",
                         help="evaluate this model first (b0, a spec .json ...); repeatable")
     parser.add_argument("--runs-dir", default=defaults.runs_dir, help="folder of run folders (default: %(default)s)")
@@ -90,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
         target_flops=parse_flops(args.target_flops), reward_weight=args.reward_weight,
         hard_reward=args.hard_reward, flops_window=parse_window(args.flops_window), hard_cap=args.hard_cap,
         n_trials=args.n_trials, sampler=args.sampler, population=args.population,
-        seed=args.seed, storage=args.storage, workers=args.workers, enqueue=tuple(args.enqueue),
-        runs_dir=args.runs_dir,
+        seed=args.seed, storage=args.storage, workers=args.workers, threads=args.threads,
+        enqueue=tuple(args.enqueue), runs_dir=args.runs_dir,
     )
     print(f"search {config.study!r}: space {config.space}, data {config.data}, proxy {config.proxy}, "
           f"target {config.target_flops / 1e6:g}M FLOPs, {config.n_trials} trials, sampler {config.sampler}, "
