@@ -5,7 +5,7 @@ hypervolume of each study's (accuracy, FLOPs) front, its best reward, and Effici
 same proxy as the reference line. Identical architectures are trained once (the proxy is seeded, so a second
 training would give the same accuracy): the comparison is unchanged and the bench runs faster.
 
-    .venv/bin/python bench/bench_search.py                       # default proxy ('search'), 16 trials each
+    .venv/bin/python bench/bench_search.py --threads 1           # default proxy ('search'), 16 trials each
     .venv/bin/python bench/bench_search.py --proxy tiny --n-trials 12 --space tiny --target-flops 60000000
 """
 
@@ -59,7 +59,12 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/bench-search")
+    parser.add_argument("--threads", type=int, help="torch threads (1 is fastest on a busy machine)")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     out = Path(args.out)
@@ -100,11 +105,12 @@ def main() -> None:
 
     print(f"\nproxy {args.proxy}, space {args.space}, target {args.target_flops / 1e6:g}M, {args.n_trials} trials "
           f"per sampler, seed {args.seed}; hypervolume in accuracy x MFLOPs up to ({ref_flops / 1e6:g}M, acc 0)")
-    header = f"{'run':<30}{'trials':>7}{'done':>6}{'hypervolume':>13}{'best reward':>13}{'its acc':>9}{'its MFLOPs':>12}{'s':>8}"
-    print(header)
+    print(f"{'run':<30}{'trials':>7}{'done':>6}{'hypervolume':>13}{'best reward':>13}{'its acc':>9}"
+          f"{'its MFLOPs':>12}{'s':>8}")
     for row in rows:
         print(f"{row['run']:<30}{row['trials']:>7}{row['completed']:>6}{row['hypervolume']:>13.1f}"
-              f"{row['best_reward']:>13.4f}{row['best_accuracy']:>9.4f}{row['best_mflops']:>12.1f}{row['seconds']:>8.0f}")
+              f"{row['best_reward']:>13.4f}{row['best_accuracy']:>9.4f}{row['best_mflops']:>12.1f}"
+              f"{row['seconds']:>8.0f}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "result.json").write_text(json.dumps(rows, indent=2) + "\n")
 
