@@ -182,6 +182,8 @@ def _md_table(rows: list[dict[str, Any]]) -> str:
             return ""
         if key == "flops":
             return f"{value / 1e6:.1f}M"
+        if isinstance(value, bool):
+            return "yes" if value else "no"
         if isinstance(value, float):
             return f"{value:.4f}"
         if isinstance(value, int):
