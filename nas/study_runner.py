@@ -218,6 +218,7 @@ def run_trials(
             study.sampler = sampler_factory(len(study.get_trials(deepcopy=False)))
         trial = study.ask()
         if _is_surplus(study, trial, n_trials):
+            trial.set_user_attr(WORKER_ATTR, worker_id())
             trial.set_user_attr(FAIL_KIND_ATTR, "surplus")
             trial.set_user_attr(REASON_ATTR, "another worker took the last trial of the budget")
             _tell(study, trial, state=TrialState.FAIL)
