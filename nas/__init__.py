@@ -28,6 +28,14 @@ _EXPORTS = {
     "count_flops": "nas.cost",
     "peak_activation_bytes": "nas.cost",
     "build_model": "nas.model",
+    "load_dataset": "nas.data",
+    "train": "nas.train",
+    "get_preset": "nas.train",
+    "ProxyPreset": "nas.train",
+    "load_space": "nas.space",
+    "SearchConfig": "nas.search_config",
+    "run_search": "nas.search",
+    "export": "nas.export",
     "load": "nas.loader",
 }
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
-import random
 import time
 import zlib
 from pathlib import Path
@@ -151,19 +150,6 @@ def enqueue_params(space: SearchSpace, text: str) -> dict[str, Any]:
         raise NasError(f"--enqueue {text}: not in space {space.name!r}: {exc}") from None
 
 
-def _open_shared_storage(config: SearchConfig, attempts: int = 5) -> optuna.storages.BaseStorage:
-    """open_storage, tolerating the race of several processes creating a fresh database's tables at once
-    (SQLAlchemy's create_all is not atomic: the losers see a duplicate-key error and simply try again)."""
-    for attempt in range(attempts):
-        try:
-            return open_storage(config.storage, config.run_dir)
-        except NasError as exc:
-            if attempt == attempts - 1 or not any(s in str(exc) for s in ("UniqueViolation", "already exists")):
-                raise
-            time.sleep(0.2 + random.random())
-    raise AssertionError("unreachable")
-
-
 def _create_or_load(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
     # Look before creating: a create of an existing study would still append to the journal file.
     if name not in optuna.get_all_study_names(storage):
@@ -179,7 +165,7 @@ def _create_or_load(storage: optuna.storages.BaseStorage, name: str) -> optuna.S
 
 def open_study(config: SearchConfig, space: SearchSpace, enqueued: list[tuple[str, dict[str, Any]]]) -> optuna.Study:
     """Create the study, or load it to resume; a resume with different defining settings is refused."""
-    storage = _open_shared_storage(config)
+    storage = open_storage(config.storage, config.run_dir)
     study = _create_or_load(storage, config.study)
     stored = study.user_attrs.get(CONFIG_ATTR)
     identity = {**config.identity(), "space": space.name}
