@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from nas.cli.format import print_table
+from nas.tables import print_table
 from nas.cost import count_flops
 from nas.family import efficientnet
 from scaling.family import compound_family

@@ -28,6 +28,7 @@ from nas.reward import Reward
 from nas.spec import Spec, write_text_atomic
 from nas.study_runner import FAIL_KIND_ATTR, REASON_ATTR, RETRY_ATTR, WORKER_ATTR, trial_seconds
 from nas.storage import JOURNAL_FILE, open_storage
+from nas.tables import markdown_table
 
 CONFIG_ATTR = "search_config"  # written by nas.search.open_study
 OUTPUT_FILES = ("trials.csv", "pareto.csv", "best.json", "pareto.png", "summary.md")
@@ -173,29 +174,6 @@ def pareto_png(study: optuna.Study, completed: list[FrozenTrial]) -> bytes:
 # --- summary -----------------------------------------------------------------------------------------------
 
 
-def _md_table(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "(none)\n"
-    columns = list(rows[0])
-
-    def cell(key: str, value: Any) -> str:
-        if value is None:
-            return ""
-        if key == "flops":
-            return f"{value / 1e6:.1f}M"
-        if isinstance(value, bool):
-            return "yes" if value else "no"
-        if isinstance(value, float):
-            return f"{value:.4f}"
-        if isinstance(value, int):
-            return f"{value:,}"
-        return str(value).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(c, row.get(c)) for c in columns) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
 def summary_markdown(study: optuna.Study, completed: list[FrozenTrial]) -> str:
     config = study_config(study)
     trials = study.get_trials(deepcopy=False)
@@ -206,7 +184,7 @@ def summary_markdown(study: optuna.Study, completed: list[FrozenTrial]) -> str:
     wall = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
     train_s = sum(s for t in trials if not math.isnan(s := trial_seconds(t)))
     out = [f"# Search study `{study.study_name}`\n"]
-    out.append(_md_table([{"setting": key, "value": json.dumps(value)} for key, value in config.items()]))
+    out.append(markdown_table([{"setting": key, "value": json.dumps(value)} for key, value in config.items()]))
     out.append(f"\nReward: {study_reward(config).describe()}.\n")
     out.append(f"\nTrials: {states[TrialState.COMPLETE]} complete, {states[TrialState.PRUNED]} pruned, "
                f"{states[TrialState.FAIL]} failed ({stale} of them stale workers, retried), "
@@ -221,19 +199,19 @@ def summary_markdown(study: optuna.Study, completed: list[FrozenTrial]) -> str:
         from nas.describe import stage_rows
 
         out.append(f"Trial {best.number}: `{best.user_attrs['arch']}` (highest reward). Spec in best.json.\n\n")
-        out.append(_md_table(stage_rows(spec)))
+        out.append(markdown_table(stage_rows(spec)))
         b0 = b0_trial(completed)
         rows = [{"model": f"selected (trial {best.number})", **_front_row(best)}]
         if b0 is not None:
             rows.append({"model": f"EfficientNet-B0 (trial {b0.number})", **_front_row(b0)})
         out.append("\n### Against EfficientNet-B0\n\n" if b0 is not None else "\n")
-        out.append(_md_table(rows))
+        out.append(markdown_table(rows))
     out.append("\n## Pareto front (accuracy max, FLOPs min)\n\n")
-    out.append(_md_table([_front_row(t) for t in front_trials(completed)]))
+    out.append(markdown_table([_front_row(t) for t in front_trials(completed)]))
     unfinished = [t for t in trials if t.state in (TrialState.PRUNED, TrialState.FAIL)]
     if unfinished:
         out.append("\n## Pruned and failed trials\n\n")
-        out.append(_md_table([{"number": t.number, "state": t.state.name, "flops": t.user_attrs.get("flops"),
+        out.append(markdown_table([{"number": t.number, "state": t.state.name, "flops": t.user_attrs.get("flops"),
                                "reason": t.user_attrs.get(REASON_ATTR)} for t in unfinished]))
     return "".join(out)
 

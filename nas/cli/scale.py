@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nas.cli.format import print_table
+from nas.tables import print_table
 from nas.errors import NasError
 from nas.family import is_family_name
 from nas.resolve import RUN_FOLDER_SPEC_FILES, resolve_spec

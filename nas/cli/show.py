@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nas.cli.format import print_table
+from nas.tables import print_table
 from nas.describe import family_rows, stage_rows
 from nas.errors import NasError
 from nas.resolve import resolve_spec
