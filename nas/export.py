@@ -55,6 +55,7 @@ class ExportReport:
     files: tuple[str, ...]
     checks: dict[str, Any]
     family: tuple[ExportReport, ...] = ()
+    failed: tuple[tuple[str, str], ...] = ()  # family members whose checks failed: (name, reason); not written
 
 
 def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
@@ -80,12 +81,15 @@ def export(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
         provenance["weights"] = str(found.weights)
     report = export_spec(found.spec, out, formats=formats, tensors=tensors, provenance=provenance,
                          origin=str(found.weights))
-    members = tuple(
-        export_spec(spec, Path(out) / FAMILY_FOLDER / name, formats=formats,
-                    provenance={**found.provenance, "family member": name})
-        for name, spec in found.family
-    )
-    return ExportReport(report.out, report.spec, report.files, report.checks, members)
+    members, failed = [], []
+    for name, spec in found.family:
+        # One member the checks refuse must not cost the user the rest of the family.
+        try:
+            members.append(export_spec(spec, Path(out) / FAMILY_FOLDER / name, formats=formats,
+                                       provenance={**found.provenance, "family member": name}))
+        except ExportMismatch as exc:
+            failed.append((name, str(exc)))
+    return ExportReport(report.out, report.spec, report.files, report.checks, tuple(members), tuple(failed))
 
 
 def export_spec(spec: Spec, out: str | os.PathLike[str], *, formats: Sequence[str] = FORMATS,
@@ -150,8 +154,13 @@ def _require(ok: bool, what: str) -> bool:
     return True
 
 
-def _within_tolerance(difference: float, what: str) -> float:
-    _require(difference <= TOLERANCE, f"{what} differs from the eval-mode network by {difference:.3g} (max abs)")
+def _within_tolerance(got: torch.Tensor, expected: torch.Tensor, what: str) -> float:
+    """Max abs difference, held to TOLERANCE for outputs of order 1 and to TOLERANCE relative to the largest
+    output beyond that: float32 rounding grows with the values (an untrained deep net's logits reach 1e5)."""
+    difference = (got - expected).abs().max().item()
+    allowed = TOLERANCE * max(1.0, expected.abs().max().item())
+    _require(difference <= allowed, f"{what} differs from the eval-mode network by {difference:.3g} (max abs, "
+                                    f"allowed {allowed:.3g})")
     return difference
 
 
@@ -191,10 +200,10 @@ def _write_torchscript(model: nn.Module, path: Path, x: torch.Tensor, expected: 
     torch.jit.save(frozen_inference_model(model), str(path))
     with torch.no_grad():
         got = torch.jit.load(str(path))(x)
-    return _within_tolerance((got - expected).abs().max().item(), "TorchScript")
+    return _within_tolerance(got, expected, "TorchScript")
 
 
 def _write_onnx(model: nn.Module, path: Path, x: torch.Tensor, expected: torch.Tensor) -> float:
     export_onnx(fold_batchnorm(model), path, x[:1])
     got = torch.from_numpy(run_onnx(onnx_session(path), x))
-    return _within_tolerance((got - expected).abs().max().item(), "onnxruntime")
+    return _within_tolerance(got, expected, "onnxruntime")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from nas.export import FORMATS, ExportReport, export, parse_formats
 from nas.model_card import check_text
@@ -23,9 +24,11 @@ def run(args: argparse.Namespace) -> int:
     report = export(args.model, args.out, formats=args.format, weights=args.weights)
     for item in (report, *report.family):
         _print_report(item)
+    for name, reason in report.failed:
+        print(f"family member {name} NOT exported: {reason}", file=sys.stderr)
     if "safetensors" in parse_formats(args.format) and WEIGHTS_FILE not in report.files:
         print(f"note: no weights to write ({WEIGHTS_FILE} skipped): pass --weights or a run folder with a checkpoint")
-    return 0
+    return 1 if report.failed else 0
 
 
 def _print_report(report: ExportReport) -> None:
