@@ -63,8 +63,3 @@ def block_layout(spec: Spec) -> list[BlockLayout]:
             size = out_size
     return blocks
 
-
-def final_feature_size(spec: Spec) -> int:
-    """Spatial size of the last stage's output (the head conv keeps it)."""
-    layout = block_layout(spec)
-    return layout[-1].out_size
