@@ -157,3 +157,40 @@ def test_cli_missing_data_is_one_line_exit_2(tmp_path, capsys):
     rc = main(["train", "b0", "--data", f"idx:{tmp_path / 'missing'}", "--preset", "tiny"])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "missing" in err
+
+
+def _conv_outputs_channels_last(model: torch.nn.Module, inputs: torch.Tensor) -> list[bool]:
+    """For each convolution in a forward pass: did its output come out channels_last (and not NCHW)?"""
+    seen: list[bool] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: seen.append(
+        out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()))
+        for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1)]
+    with torch.no_grad():
+        model(inputs)
+    for hook in hooks:
+        hook.remove()
+    return seen
+
+
+def test_speed_bench_baseline_runs_nchw_and_the_trainer_channels_last():
+    """The bench's 'plain eager NCHW' loop must really be NCHW: with one input channel `.contiguous()` keeps the
+    NHWC strides and the network silently runs channels_last, which made the baseline look 2.5x faster."""
+    import importlib.util
+    from pathlib import Path
+
+    from nas.augment import crop_flip, normalize
+
+    path = Path(__file__).parents[1] / "bench" / "bench_train_speed.py"
+    module_spec = importlib.util.spec_from_file_location("bench_train_speed", path)
+    bench = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(bench)
+
+    images = torch.randint(0, 256, (4, 1, 32, 32), dtype=torch.uint8)
+    batch = normalize(crop_flip(images, 4, torch.Generator().manual_seed(0)), torch.zeros(1), torch.ones(1))
+    net = SMALL.replace(in_channels=1, num_classes=10, resolution=32)
+    plain = build_model(net).eval()
+    assert not any(_conv_outputs_channels_last(plain, bench.as_nchw(batch)))
+    assert torch.equal(bench.as_nchw(batch), batch)
+    assert all(_conv_outputs_channels_last(plain, batch.contiguous()))  # the trap as_nchw avoids
+    fast = build_model(net).eval().to(memory_format=torch.channels_last)
+    assert all(_conv_outputs_channels_last(fast, batch))
