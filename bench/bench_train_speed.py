@@ -5,7 +5,9 @@ process so that load from other jobs hits both alike; the figure is the ratio of
 The trainer's path differs in memory format only (channels_last model and inputs, batched uint8
 augmentation that writes NHWC directly). Usage:
 
-    python bench/bench_train_speed.py [--preset search] [--images 2560] [--rounds 3] [--threads N]
+    python bench/bench_train_speed.py [--preset search] [--images 2560] [--rounds 3] [--threads N] [--randaugment OPS]
+
+--randaugment adds a third figure per round: the trainer with RandAugment on, to show what it costs.
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2560, help="training images per measured epoch")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--randaugment", type=int, default=0, metavar="OPS",
+                        help="also time the trainer with RandAugment of OPS operations")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -74,14 +78,22 @@ def main() -> None:
     data = load_dataset("fashion-mnist", seed=0).limit(preset.subset)
     print(f"B0 on Fashion-MNIST, preset {base.name}: {preset.resolution}x{preset.resolution}, batch "
           f"{preset.batch_size}, {len(data.train_y)} images per epoch, {torch.get_num_threads()} threads")
-    trainer, plain = [], []
+    trainer, plain, augmented = [], [], []
     plain_eager_nchw(data.limit(preset.batch_size * 3), preset, 0)  # warm up allocator and kernels
     for r in range(args.rounds):
         trainer.append(train(efficientnet("b0"), data, preset, seed=r).images_per_s)
         plain.append(plain_eager_nchw(data, preset, r))
-        print(f"round {r + 1}: trainer {trainer[-1]:.0f} img/s, plain eager NCHW {plain[-1]:.0f} img/s", flush=True)
+        line = f"round {r + 1}: trainer {trainer[-1]:.0f} img/s, plain eager NCHW {plain[-1]:.0f} img/s"
+        if args.randaugment:
+            with_ra = preset.with_changes(randaugment_ops=args.randaugment)
+            augmented.append(train(efficientnet("b0"), data, with_ra, seed=r).images_per_s)
+            line += f", trainer + RandAugment({args.randaugment}) {augmented[-1]:.0f} img/s"
+        print(line, flush=True)
     fast, slow = statistics.median(trainer), statistics.median(plain)
     print(f"median: trainer {fast:.0f} img/s, plain eager NCHW {slow:.0f} img/s, speed-up {fast / slow:.2f}x")
+    if augmented:
+        print(f"median: trainer + RandAugment {statistics.median(augmented):.0f} img/s "
+              f"({statistics.median(augmented) / fast:.2f}x the trainer without)")
 
 
 if __name__ == "__main__":

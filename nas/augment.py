@@ -1,4 +1,5 @@
-"""Batched image augmentation on uint8 tensors: resize, random crop with padding, horizontal flip, normalisation.
+"""Batched image augmentation on uint8 tensors: resize, random crop with padding, horizontal flip, optional
+RandAugment, normalisation.
 
 Everything works on a whole batch at once with tensor indexing -- no per-image Python loop -- and produces
 channels_last (NHWC in memory) tensors, the layout the CPU convolution kernels are fastest on.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from nas.errors import NasError
 
 _RESIZE_CHUNK = 4096  # images per interpolate call: bounds the float32 copy when resizing a whole dataset
 
@@ -51,6 +54,45 @@ def channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> float32 (x - mean) / std in channels_last layout."""
-    x = images.contiguous(memory_format=torch.channels_last).float()
+    """Pixels (N, C, H, W), uint8 or float in 0..255 -> a new float32 (x - mean) / std in channels_last layout."""
+    x = images.to(dtype=torch.float32, memory_format=torch.channels_last, copy=True)
     return x.sub_(mean.view(1, -1, 1, 1)).mul_((1.0 / std).view(1, -1, 1, 1))
+
+
+RAND_AUGMENT_OPS = 15  # operations in kornia's default RandAugment policy
+
+
+def check_rand_augment(ops: int, magnitude: int) -> None:
+    """NasError unless `ops` is 0 (off) to RAND_AUGMENT_OPS and `magnitude` is 1..29."""
+    if not 0 <= ops <= RAND_AUGMENT_OPS:
+        raise NasError(f"RandAugment: ops must be 0 (off) to {RAND_AUGMENT_OPS}, got {ops}")
+    if not 0 < magnitude < 30:
+        raise NasError(f"RandAugment: magnitude must be 1..29, got {magnitude}")
+
+
+class RandAugment:
+    """RandAugment (Cubuk et al., 2020) on a uint8 batch, by kornia; returns float pixels in 0..255.
+
+    kornia is the well-kept library that works with the CPU-only torch here (torchvision's and timm's versions
+    need their compiled CUDA parts). Its RandAugment draws the `ops` operations once per call, so a batch shares
+    them while each image gets its own random sign and strength. It uses torch's global generator, which the
+    trainer seeds. AutoAugment is not offered: kornia's ImageNet policy accepts three-channel images only.
+    """
+
+    def __init__(self, ops: int, magnitude: int) -> None:
+        check_rand_augment(ops, magnitude)
+        if ops == 0:
+            raise NasError("RandAugment: ops must be at least 1")
+        from kornia.augmentation.auto import RandAugment as KorniaRandAugment  # slow import; only when used
+
+        self.policy = KorniaRandAugment(n=ops, m=magnitude)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        channels = images.shape[1]
+        if channels not in (1, 3):
+            raise NasError(f"RandAugment works on 1- or 3-channel images, got {channels} channels")
+        x = images.float().div_(255.0)
+        # Grey images go through as three equal channels (the colour operations need RGB); every operation
+        # keeps the channels equal, so the first one is the result.
+        out = self.policy(x.expand(-1, 3, -1, -1))[:, :channels] if channels == 1 else self.policy(x)
+        return out.clamp_(0.0, 1.0).mul_(255.0)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nas.augment import channel_stats, crop_flip, normalize, resize_images
+from nas.augment import RandAugment, channel_stats, crop_flip, normalize, resize_images
 from nas.data import FASHION_MNIST_DIR, load_dataset
 from nas.errors import NasError
 
@@ -196,3 +196,43 @@ def test_resize_and_normalize():
     x = normalize(torch.randint(0, 256, (64, 3, 4, 4), dtype=torch.uint8), mean, std)
     assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
     assert x.mean().abs() < 0.1 and (x.std() - 1).abs() < 0.1
+
+
+def test_normalize_leaves_a_float_batch_untouched():
+    pixels = torch.full((2, 1, 4, 4), 100.0)
+    x = normalize(pixels, torch.tensor([50.0]), torch.tensor([25.0]))
+    assert torch.all(x == 2.0) and torch.all(pixels == 100.0)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_rand_augment_is_seeded_bounded_and_changes_images(channels):
+    images = torch.randint(0, 256, (32, channels, 16, 16), dtype=torch.uint8)
+    augment = RandAugment(ops=2, magnitude=9)
+
+    def run(seed):
+        torch.manual_seed(seed)
+        return augment(images)
+
+    first, again, other = run(0), run(0), run(1)
+    for seed in range(2, 30):  # enough draws to hit every operation, the colour ones included
+        run(seed)
+    assert first.shape == images.shape and first.dtype == torch.float32
+    assert 0.0 <= first.min() and first.max() <= 255.0
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+    changed = (first - images.float()).abs().flatten(1).amax(1) > 1.0
+    assert changed.sum() >= 16  # most images are altered by two operations
+
+
+@pytest.mark.parametrize("ops, magnitude, message", [(0, 9, "at least 1"), (16, 9, "ops must be"),
+                                                     (2, 0, "magnitude"), (2, 30, "magnitude")])
+def test_rand_augment_rejects_bad_settings(ops, magnitude, message):
+    with pytest.raises(NasError, match=message):
+        RandAugment(ops, magnitude)
+
+
+def test_rand_augment_keeps_grey_images_grey_through_colour_operations():
+    grey = torch.randint(0, 256, (8, 1, 16, 16), dtype=torch.uint8)
+    torch.manual_seed(0)
+    as_rgb = RandAugment(ops=15, magnitude=20).policy(grey.float().div(255).expand(-1, 3, -1, -1))
+    assert torch.allclose(as_rgb[:, 0], as_rgb[:, 1], atol=1e-5) and torch.allclose(as_rgb[:, 0], as_rgb[:, 2], atol=1e-5)

@@ -194,3 +194,24 @@ def test_speed_bench_baseline_runs_nchw_and_the_trainer_channels_last():
     assert all(_conv_outputs_channels_last(plain, batch.contiguous()))  # the trap as_nchw avoids
     fast = build_model(net).eval().to(memory_format=torch.channels_last)
     assert all(_conv_outputs_channels_last(fast, batch))
+
+
+def test_rand_augment_preset_trains_seeded_and_differs_from_plain():
+    data = synthetic_data()
+    with_ra = TINY.with_changes(randaugment_ops=2)
+    first, again = train(SMALL, data, with_ra, seed=3), train(SMALL, data, with_ra, seed=3)
+    plain = train(SMALL, data, TINY, seed=3)
+    assert [h.train_loss for h in first.history] == [h.train_loss for h in again.history]
+    assert first.history[0].train_loss != plain.history[0].train_loss
+
+
+def test_bad_rand_augment_setting_is_a_preset_error():
+    with pytest.raises(NasError, match="magnitude must be 1..29"):
+        TINY.with_changes(randaugment_ops=2, randaugment_magnitude=40)
+
+
+def test_cli_bad_rand_augment_is_one_line_exit_2(tmp_path, capsys):
+    rc = main(["train", "b0", "--preset", "tiny", "--randaugment", "20", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "ops must be" in err
+    assert not (tmp_path / "run").exists()

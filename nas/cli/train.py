@@ -27,6 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resolution", type=int, help="override the preset's input resolution")
     parser.add_argument("--subset", type=int, help="override the preset's train+val pool size")
     parser.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    parser.add_argument("--randaugment", type=int, metavar="OPS",
+                        help="RandAugment with OPS operations per batch (default: off; slows training)")
+    parser.add_argument("--randaugment-magnitude", type=int, metavar="M", help="RandAugment magnitude, 1..29 (default: 9)")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="validation share of the training set")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice); "
@@ -38,7 +41,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     spec = resolve_spec(args.model)
     preset = get_preset(args.preset).with_changes(epochs=args.epochs, resolution=args.resolution,
-                                                  subset=args.subset, batch_size=args.batch_size)
+                                                  subset=args.subset, batch_size=args.batch_size,
+                                                  randaugment_ops=args.randaugment,
+                                                  randaugment_magnitude=args.randaugment_magnitude)
     if args.threads is not None:
         if args.threads < 1:
             raise NasError(f"--threads must be at least 1, got {args.threads}")
