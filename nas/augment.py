@@ -75,8 +75,9 @@ class RandAugment:
 
     kornia is the well-kept library that works with the CPU-only torch here (torchvision's and timm's versions
     need their compiled CUDA parts). Its RandAugment draws the `ops` operations once per call, so a batch shares
-    them while each image gets its own random sign and strength. It uses torch's global generator, which the
-    trainer seeds. AutoAugment is not offered: kornia's ImageNet policy accepts three-channel images only.
+    them while each image gets its own random sign. It uses torch's global generator, which the
+    trainer seeds. AutoAugment is not wired in: its policy was learned for ImageNet, and RandAugment's two
+    settings are the ones a proxy can tune.
     """
 
     def __init__(self, ops: int, magnitude: int) -> None:
