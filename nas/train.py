@@ -42,8 +42,9 @@ class ProxyPreset:
     ema_decay: float = 0.9999  # the reference's per-step decay; compressed to the run's length
     crop_padding: float = 0.125  # random-crop padding as a fraction of the resolution
     flip: bool = True
-    # RandAugment: operations per batch (0 = off) and their magnitude (kornia's 0..30 scale). Off by default:
-    # on 2 cores it costs more than the training step it feeds (see nas.augment.RandAugment).
+    # RandAugment: operations per batch (0 = off) and their magnitude (kornia's 0..30 scale). Off by default: the
+    # proxy underfits already. B0 / Fashion-MNIST, 3 epochs: 80.3% val with 2 ops at magnitude 9, 86.5% without.
+    # It is cheap: 2.4 ms per batch of 128 at 32x32, against ~130 ms for the training step.
     randaugment_ops: int = 0
     randaugment_magnitude: int = 9
     eval_batch_size: int = 500

@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--subset", type=int, help="override the preset's train+val pool size")
     parser.add_argument("--batch-size", type=int, help="override the preset's batch size")
     parser.add_argument("--randaugment", type=int, metavar="OPS",
-                        help="RandAugment with OPS operations per batch (default: off; slows training)")
+                        help="RandAugment with OPS operations per batch (default: off)")
     parser.add_argument("--randaugment-magnitude", type=int, metavar="M", help="RandAugment magnitude, 1..29 (default: 9)")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="validation share of the training set")
     parser.add_argument("--seed", type=int, default=0)
