@@ -7,10 +7,17 @@ Every file is read back and checked before anything lands in the output folder: 
 strings round-trip exactly, the weights reload bit-exact, TorchScript and onnxruntime match the eval-mode
 network within 1e-4 (max abs) on random inputs at the spec's resolution. Files are written to a staging
 folder and moved into place only when every check passed.
+
+The 1e-4 bound assumes the float32 network is itself accurate to well under 1e-4, which holds for trained
+networks. An untrained deep one is not: with eval-mode BN at its initial statistics its activations grow
+block after block (the untrained 1068 px B7 member of a searched family gives logits ~110, and float32 eager
+is 0.63 away from the same network in float64). Each check therefore also runs the network in float64 and
+allows max(1e-4, 2 x eager's own float32 error); the export card reports that noise floor.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -137,14 +144,15 @@ def _write_formats(spec: Spec, model: nn.Module, has_weights: bool, formats: tup
     if "torchscript" in formats or "onnx" in formats:
         x = torch.randn((CHECK_BATCH, spec.in_channels, spec.resolution, spec.resolution),
                         generator=torch.Generator().manual_seed(seed))
-        with torch.no_grad():
-            expected = model(x)
-        # The scale the differences below are measured against (tiny for freshly initialised weights).
+        expected, noise = _eager_outputs(model, x)
+        tolerance = max(TOLERANCE, 2.0 * noise)
         checks["largest |logit| of the eval network"] = f"{expected.abs().max().item():.3g}"
+        checks["float32 eager vs float64 (noise floor)"] = f"{noise:.3g}"
         if "torchscript" in formats:
-            checks["torchscript vs eager"] = _write_torchscript(model, folder / TORCHSCRIPT_FILE, x, expected)
+            checks["torchscript vs eager"] = _write_torchscript(model, folder / TORCHSCRIPT_FILE, x, expected,
+                                                                tolerance)
         if "onnx" in formats:
-            checks["onnxruntime vs eager"] = _write_onnx(model, folder / ONNX_FILE, x, expected)
+            checks["onnxruntime vs eager"] = _write_onnx(model, folder / ONNX_FILE, x, expected, tolerance)
     return checks, blocks
 
 
@@ -154,9 +162,18 @@ def _require(ok: bool, what: str) -> bool:
     return True
 
 
-def _within_tolerance(got: torch.Tensor, expected: torch.Tensor, what: str) -> float:
+@torch.no_grad()
+def _eager_outputs(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """The eval-mode network's float32 output, and its max abs distance from the same network run in float64."""
+    expected = model(x)
+    exact = copy.deepcopy(model).double()(x.double())
+    return expected, (expected.double() - exact).abs().max().item()
+
+
+def _within_tolerance(got: torch.Tensor, expected: torch.Tensor, tolerance: float, what: str) -> float:
     difference = (got - expected).abs().max().item()
-    _require(difference <= TOLERANCE, f"{what} differs from the eval-mode network by {difference:.3g} (max abs)")
+    _require(difference <= tolerance,
+             f"{what} differs from the eval-mode network by {difference:.3g} (max abs; allowed {tolerance:.3g})")
     return difference
 
 
@@ -192,14 +209,15 @@ def _write_weights(spec: Spec, model: nn.Module, path: Path) -> bool:
     return _require(same, f"{path.name} does not reload bit-exact")
 
 
-def _write_torchscript(model: nn.Module, path: Path, x: torch.Tensor, expected: torch.Tensor) -> float:
+def _write_torchscript(model: nn.Module, path: Path, x: torch.Tensor, expected: torch.Tensor,
+                       tolerance: float) -> float:
     torch.jit.save(frozen_inference_model(model), str(path))
     with torch.no_grad():
         got = torch.jit.load(str(path))(x)
-    return _within_tolerance(got, expected, "TorchScript")
+    return _within_tolerance(got, expected, tolerance, "TorchScript")
 
 
-def _write_onnx(model: nn.Module, path: Path, x: torch.Tensor, expected: torch.Tensor) -> float:
+def _write_onnx(model: nn.Module, path: Path, x: torch.Tensor, expected: torch.Tensor, tolerance: float) -> float:
     export_onnx(fold_batchnorm(model), path, x[:1])
     got = torch.from_numpy(run_onnx(onnx_session(path), x))
-    return _within_tolerance(got, expected, "onnxruntime")
+    return _within_tolerance(got, expected, tolerance, "onnxruntime")
