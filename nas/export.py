@@ -148,6 +148,7 @@ def _write_formats(spec: Spec, model: nn.Module, has_weights: bool, formats: tup
         tolerance = max(TOLERANCE, 2.0 * noise)
         checks["largest |logit| of the eval network"] = f"{expected.abs().max().item():.3g}"
         checks["float32 eager vs float64 (noise floor)"] = f"{noise:.3g}"
+        checks["allowed max abs difference"] = f"{tolerance:.3g}"
         if "torchscript" in formats:
             checks["torchscript vs eager"] = _write_torchscript(model, folder / TORCHSCRIPT_FILE, x, expected,
                                                                 tolerance)

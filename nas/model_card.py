@@ -86,5 +86,5 @@ def check_text(value: Any) -> str:
     if isinstance(value, bool):
         return "passed" if value else "FAILED"
     if isinstance(value, float):
-        return f"max abs difference {value:.2e} (limit 1e-4)"
+        return f"max abs difference {value:.2e}"
     return str(value)

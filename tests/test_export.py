@@ -86,6 +86,7 @@ def test_small_spec_with_weights_round_trips(tmp_path):
                                  "model.onnx", "README.md"}
     assert json.loads((tmp_path / "out" / "blocks.json").read_text())["tf"] is None  # a 'conv' stage has no TF form
     assert_export_reproduces(tmp_path / "out", SMALL, state)
+    assert report.checks["allowed max abs difference"] == "0.0001"  # a trained-like network keeps the plain bound
     assert not list((tmp_path / "out").glob(".export-*"))  # staging folder cleaned up
 
 
@@ -188,9 +189,11 @@ def test_bound_widens_to_the_float32_noise_floor_of_an_ill_conditioned_network(t
     report = export_spec(SMALL, tmp_path / "out", tensors=state)
     noise = float(report.checks["float32 eager vs float64 (noise floor)"])
     assert noise > 1e-4
+    assert float(report.checks["allowed max abs difference"]) == pytest.approx(2 * noise, rel=1e-2)
     for check in ("torchscript vs eager", "onnxruntime vs eager"):
         assert report.checks[check] <= 2 * noise
-    assert "noise floor" in (tmp_path / "out" / "README.md").read_text()
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "noise floor" in card and f"allowed max abs difference: {report.checks['allowed max abs difference']}" in card
 
 
 def test_an_export_that_does_not_reproduce_the_network_writes_nothing(tmp_path, monkeypatch):
