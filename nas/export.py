@@ -8,11 +8,17 @@ strings round-trip exactly, the weights reload bit-exact, TorchScript and onnxru
 network within 1e-4 (max abs) on random inputs at the spec's resolution. Files are written to a staging
 folder and moved into place only when every check passed.
 
+An export without weights carries placeholder weights: a fresh initialisation whose BatchNorm statistics are
+set by one pass over random images (`placeholder_model`). With BN at its initial statistics an untrained
+network's activations shrink or grow block after block: B0's logits came out at 1.8e-5, so a check within 1e-4
+would have passed an exported graph that output zeros.
+
 The 1e-4 bound assumes the float32 network is itself accurate to well under 1e-4, which holds for trained
-networks. An untrained deep one is not: with eval-mode BN at its initial statistics its activations grow
-block after block (the untrained 1068 px B7 member of a searched family gives logits ~110, and float32 eager
-is 0.63 away from the same network in float64). Each check therefore also runs the network in float64 and
-allows max(1e-4, 2 x eager's own float32 error); the export card reports that noise floor.
+networks and for most placeholder ones. A very deep untrained one is not: it amplifies rounding block after
+block (the 1068 px B7 member of a searched family, 87 blocks with long stages without skips, is 1.5e-3 away
+from the same network run in float64, and onnxruntime's own rounding puts it 3.3e-3 from eager). Each check
+therefore also runs the network in float64 and allows max(1e-4, NOISE_FACTOR x eager's own float32 error),
+the card reporting that noise floor: still far below the order-one differences of a wrongly converted graph.
 """
 
 from __future__ import annotations
@@ -47,6 +53,10 @@ ONNX_FILE = "model.onnx"
 CARD_FILE = "README.md"
 TOLERANCE = 1e-4  # max abs difference allowed between an exported network and the eval-mode original
 CHECK_BATCH = 3  # not the batch the ONNX graph was traced with, so the dynamic batch dimension is exercised
+# An export's rounding error may exceed eager's own by a few times (another summation order, other kernels):
+# 2.1x seen for the B7 member above.
+NOISE_FACTOR = 10.0
+CALIBRATION_BATCH = 2  # images whose activations set a placeholder network's BN statistics (BN needs 2 or more)
 
 
 class ExportMismatch(RuntimeError):
@@ -114,8 +124,7 @@ def export_spec(spec: Spec, out: str | os.PathLike[str], *, formats: Sequence[st
         spec = fit_spec_to_weights(spec, tensors)
         model = build_with_weights(spec, tensors, origin=origin)
     else:
-        torch.manual_seed(seed)
-        model = build_model(spec).eval()
+        model = placeholder_model(spec, seed)
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out, prefix=".export-"))
     try:
@@ -145,7 +154,7 @@ def _write_formats(spec: Spec, model: nn.Module, has_weights: bool, formats: tup
         x = torch.randn((CHECK_BATCH, spec.in_channels, spec.resolution, spec.resolution),
                         generator=torch.Generator().manual_seed(seed))
         expected, noise = _eager_outputs(model, x)
-        tolerance = max(TOLERANCE, 2.0 * noise)
+        tolerance = max(TOLERANCE, NOISE_FACTOR * noise)
         checks["largest |logit| of the eval network"] = f"{expected.abs().max().item():.3g}"
         checks["float32 eager vs float64 (noise floor)"] = f"{noise:.3g}"
         checks["allowed max abs difference"] = f"{tolerance:.3g}"
@@ -155,6 +164,28 @@ def _write_formats(spec: Spec, model: nn.Module, has_weights: bool, formats: tup
         if "onnx" in formats:
             checks["onnxruntime vs eager"] = _write_onnx(model, folder / ONNX_FILE, x, expected, tolerance)
     return checks, blocks
+
+
+@torch.no_grad()
+def placeholder_model(spec: Spec, seed: int = 0) -> nn.Module:
+    """A freshly initialised eval-mode network whose BN statistics are those of its own activations.
+
+    Only the BN layers run in training mode for the one calibration pass (dropout and stochastic depth stay
+    off), each with a cumulative average, so after the pass its statistics are exactly that batch's.
+    """
+    torch.manual_seed(seed)
+    model = build_model(spec).eval()
+    batchnorms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [bn.momentum for bn in batchnorms]
+    for bn in batchnorms:
+        bn.reset_running_stats()
+        bn.momentum = None
+        bn.train()
+    model(torch.randn((CALIBRATION_BATCH, spec.in_channels, spec.resolution, spec.resolution),
+                      generator=torch.Generator().manual_seed(seed + 1)))
+    for bn, momentum in zip(batchnorms, momenta):
+        bn.momentum = momentum
+    return model.eval()
 
 
 def _require(ok: bool, what: str) -> bool:

@@ -27,7 +27,7 @@ def render_card(spec: Spec, *, provenance: dict[str, Any], checks: dict[str, Any
         f"| input | {spec.resolution}x{spec.resolution}x{spec.in_channels} |",
         f"| classes | {spec.num_classes} |",
         f"| dropout / drop-connect | {spec.dropout} / {spec.drop_connect} |",
-        f"| weights | {'trained (model.safetensors)' if has_weights else 'none: freshly initialised, architecture only'} |",
+        f"| weights | {'trained (model.safetensors)' if has_weights else 'none: architecture only (placeholder weights: a fresh initialisation, BN statistics from random images)'} |",
         "",
         "## Provenance",
         "",
