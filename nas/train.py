@@ -3,8 +3,9 @@
 Recipe (reference facts, compressed to the proxy's length): RMSProp with TF semantics (decay 0.9, momentum 0.9,
 eps 1e-3), a learning rate per 256 images with warmup then x0.97 staircase decay, L2 weight decay 1e-5 on
 conv and linear weights, label smoothing 0.1, EMA of the weights used for evaluation, stochastic depth and
-dropout as the spec says. Speed: images live in memory as uint8, augmentation is batched, and the model and
-its inputs are channels_last (the layout oneDNN's CPU convolutions are fastest on).
+dropout as the spec says. Speed: images live in memory as uint8, augmentation is batched, the model and
+its inputs are channels_last (the layout oneDNN's CPU convolutions are fastest on), and convolutions on maps
+smaller than their kernel skip the taps that only see padding (`nas.model.skip_unreachable_taps`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from nas.augment import RandAugment, channel_stats, check_rand_augment, crop_fli
 from nas.data import ProxyData
 from nas.ema import ModelEma, compressed_decay
 from nas.errors import NasError
-from nas.model import build_model
+from nas.model import build_model, skip_unreachable_taps
 from nas.optim import RMSpropTF, weight_decay_groups
 from nas.schedule import compressed_schedule
 from nas.spec import Spec
@@ -155,7 +156,7 @@ def train(spec: Spec, data: ProxyData, preset: ProxyPreset, *, seed: int = 0,
     spec = proxy_spec(spec, data, preset)
     torch.manual_seed(seed)  # weight init, dropout and stochastic depth draw from the global generator
     generator = torch.Generator().manual_seed(seed)  # data order and augmentation
-    model = build_model(spec, init=preset.init).to(memory_format=torch.channels_last)
+    model = skip_unreachable_taps(build_model(spec, init=preset.init)).to(memory_format=torch.channels_last)
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.momentum = preset.bn_momentum

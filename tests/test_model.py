@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from nas.family import FAMILY_NAMES, efficientnet, efficientnet_b0
-from nas.model import DropPath, SqueezeExcite, build_model
+from nas.model import (ConvBN, DropPath, SqueezeExcite, build_model, conv_on_reachable_taps,
+                       skip_unreachable_taps)
 from nas.spec import Spec, StageSpec
 
 REFERENCE_PARAMS = {
@@ -67,3 +68,40 @@ def test_residual_only_when_shapes_allow_and_skip_enabled():
     model = build_model(spec)
     assert [b.residual for b in model.blocks] == [False, False, True, True]
     assert model(torch.randn(3, 1, 32, 32)).shape == (3, 5)
+
+
+@pytest.mark.parametrize("kernel", [3, 5])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (1, 3), (3, 3)])
+@pytest.mark.parametrize("depthwise", [True, False])
+def test_conv_on_reachable_taps_matches_the_full_conv_and_its_gradients(kernel, stride, size, depthwise):
+    """The training-time conv that skips taps which only ever see padding is the same function as nn.Conv2d,
+    with the same input and weight gradients (zero for the skipped taps)."""
+    torch.manual_seed(0)
+    channels = 6
+    conv = torch.nn.Conv2d(channels, channels, kernel, stride, padding=kernel // 2,
+                           groups=channels if depthwise else 1, bias=False)
+    x = torch.randn(4, channels, *size).to(memory_format=torch.channels_last).requires_grad_()
+    results = []
+    for forward in (conv, lambda inputs: conv_on_reachable_taps(conv, inputs)):
+        x.grad, conv.weight.grad = None, None
+        out = forward(x)
+        out.backward(torch.linspace(-1, 1, out.numel()).view_as(out))
+        results.append((out.detach(), x.grad.clone(), conv.weight.grad.clone()))
+    (out, x_grad, w_grad), (out_c, x_grad_c, w_grad_c) = results
+    assert out_c.shape == out.shape
+    torch.testing.assert_close(out_c, out, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(x_grad_c, x_grad, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(w_grad_c, w_grad, rtol=1e-5, atol=1e-6)
+
+
+def test_training_forward_crops_only_where_taps_cannot_reach():
+    block = ConvBN(4, 4, 5, groups=4).train()
+    assert not block.crop_taps_in_training  # off unless switched on
+    skip_unreachable_taps(block)
+    calls = []
+    block.conv.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape[-1]))
+    block(torch.randn(2, 4, 8, 8))  # every tap reaches an 8x8 map: the module itself runs
+    block(torch.randn(2, 4, 1, 1))  # a 1x1 map: the cropped kernel, not the module
+    block.eval()(torch.randn(2, 4, 1, 1))  # the deployed form always runs the module
+    assert calls == [8, 1]
