@@ -215,3 +215,19 @@ def test_cli_bad_rand_augment_is_one_line_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "ops must be" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_trainer_runs_its_convs_on_reachable_taps(monkeypatch):
+    """The trainer switches on nas.model.skip_unreachable_taps (its correctness is tested in test_model)."""
+    import nas.model
+
+    smallest_maps = []
+    real = nas.model.conv_on_reachable_taps
+
+    def recording(conv, x):
+        smallest_maps.append(x.shape[-1])
+        return real(conv, x)
+
+    monkeypatch.setattr(nas.model, "conv_on_reachable_taps", recording)
+    train(SMALL, synthetic_data(), TINY)
+    assert smallest_maps and min(smallest_maps) <= 2  # at 16 px the last stage runs on 2x2 maps, which its 5x5 kernel overhangs
