@@ -11,6 +11,8 @@ from nas.spec import Spec
 # Provenance fields shown first, in this order, when the run recorded them; the rest follow alphabetically.
 KEY_FACTS = ("source", "study", "trial", "seed", "dataset", "accuracy", "val_acc", "test_acc", "reward")
 STAGE_COLUMNS = ("stage", "block", "repeats", "kernel", "stride", "expand", "in", "out", "se", "skip", "params")
+PLACEHOLDER_WEIGHTS = ("none: architecture only (placeholder weights: a fresh initialisation, "
+                       "BN statistics from random images)")
 
 
 def render_card(spec: Spec, *, provenance: dict[str, Any], checks: dict[str, Any], files: Sequence[str],
@@ -27,7 +29,7 @@ def render_card(spec: Spec, *, provenance: dict[str, Any], checks: dict[str, Any
         f"| input | {spec.resolution}x{spec.resolution}x{spec.in_channels} |",
         f"| classes | {spec.num_classes} |",
         f"| dropout / drop-connect | {spec.dropout} / {spec.drop_connect} |",
-        f"| weights | {'trained (model.safetensors)' if has_weights else 'none: architecture only (placeholder weights: a fresh initialisation, BN statistics from random images)'} |",
+        f"| weights | {'trained (model.safetensors)' if has_weights else PLACEHOLDER_WEIGHTS} |",
         "",
         "## Provenance",
         "",
