@@ -7,9 +7,9 @@ batched uint8 augmentation that writes NHWC directly) and convolutions on maps s
 skipping the taps that only see padding (`nas.model.skip_unreachable_taps`; the plain loop runs the modules
 as `build_model` makes them). That second one alone takes the plain NCHW loop from ~200 to ~316 img/s here
 and the trainer ~10% faster. Each measurement trains a fresh model for two epochs and times the
-second: the first steps of a new model pay one-off costs (oneDNN primitive creation, allocator growth) that
-a real run of hundreds of steps does not notice but a 20-step epoch does. The first epoch's figures are
-printed too. Usage:
+second, so that one-off costs of a new model (oneDNN primitive creation, allocator growth), which a real run
+of hundreds of steps does not notice, cannot colour a 20-step epoch. The first epoch's figures are printed
+beside it; here they came out within the round-to-round noise. Usage:
 
     python bench/bench_train_speed.py [--preset search] [--images 2560] [--rounds 3] [--threads N] [--randaugment OPS]
 
@@ -112,6 +112,7 @@ def main() -> None:
     if augmented:
         print(f"median: trainer + RandAugment {statistics.median(augmented):.0f} img/s "
               f"({statistics.median(augmented) / fast:.2f}x the trainer without)")
+
 
 if __name__ == "__main__":
     main()
