@@ -15,9 +15,9 @@ import time
 import torch
 from fvcore.nn import FlopCountAnalysis
 
-from nas.cost import count_flops, count_params
-from nas.family import FAMILY_NAMES, efficientnet
-from nas.model import build_model
+from nas.arch.cost import count_flops, count_params
+from nas.arch.efficientnet import FAMILY_NAMES, efficientnet
+from nas.model.builder import build_model
 
 
 def time_analytic(spec, repeats: int) -> tuple[int, int, float]:

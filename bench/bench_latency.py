@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from resnet import resnet50, resnet152  # noqa: E402  (bench-local baseline models)
 
-from nas.family import efficientnet  # noqa: E402
-from nas.latency import BACKENDS, Latency, compare_backends  # noqa: E402
-from nas.model import build_model  # noqa: E402
+from nas.arch.efficientnet import efficientnet  # noqa: E402
+from nas.latency.measure import BACKENDS, Latency, compare_backends  # noqa: E402
+from nas.model.builder import build_model  # noqa: E402
 
 EFFICIENTNETS = ("b0", "b1", "b2", "b3")
 RESNET_PARAMS = {"resnet50": 25_557_032, "resnet152": 60_192_808}

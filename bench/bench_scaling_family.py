@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 
-from nas.tables import print_table
-from nas.cost import count_flops
-from nas.family import efficientnet
+from nas._common.tables import print_table
+from nas.arch.cost import count_flops
+from nas.arch.efficientnet import efficientnet
 from scaling.family import compound_family
 from scaling.grid import DEPTH_ROUNDINGS
 

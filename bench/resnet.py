@@ -1,6 +1,6 @@
 """ResNet-50 and ResNet-152 (v1.5, torchvision layout) built here as the paper's latency baselines.
 
-Convs sit in `.conv`/`.bn`/`.act` blocks like nas.model's, so the same folding and backends apply.
+Convs sit in `.conv`/`.bn`/`.act` blocks like nas.model.builder's, so the same folding and backends apply.
 """
 
 import torch

@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from nas.cost import count_flops, count_params
+from nas.arch.cost import count_flops, count_params
+from nas.arch.efficientnet import FAMILY
+from nas.arch.spec import Spec
 from nas.errors import NasError
-from nas.family import FAMILY
-from nas.spec import Spec
 from scaling.grid import DEFAULT_DEPTH_ROUNDING, check_depth_rounding, scale_point
 
 PHIS = tuple(range(1, 8))
@@ -157,17 +157,3 @@ def budget_family(
         name = f"budget_{budget / 1e9:g}G" if budget >= 1e9 else f"budget_{budget / 1e6:g}M"
         members.append(_member(base, name, phi, (alpha, beta, gamma), depth_rounding))
     return members
-
-
-def parse_budgets(text: str) -> list[float]:
-    """'0.7e9,1.8e9' -> [7e8, 1.8e9]; NasError naming the entry that is not a positive number."""
-    budgets = []
-    for entry in text.split(","):
-        try:
-            value = float(entry)
-        except ValueError:
-            raise NasError(f"invalid --budgets entry {entry.strip()!r}: expected FLOPs like 0.7e9") from None
-        if not value > 0 or math.isinf(value):
-            raise NasError(f"invalid --budgets entry {entry.strip()!r}: expected a positive number of FLOPs")
-        budgets.append(value)
-    return budgets

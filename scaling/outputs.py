@@ -10,9 +10,9 @@ import io
 from pathlib import Path
 from typing import Any, Sequence
 
-from nas.cost import count_flops
-from nas.atomic import atomic_path, write_text_atomic
-from nas.spec import save_spec
+from nas._common.atomic import atomic_path, write_text_atomic
+from nas.arch.cost import count_flops
+from nas.arch.spec import save_spec
 from scaling.family import Member
 
 

@@ -10,15 +10,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nas.cost import count_flops
+from nas._common.runfiles import FAMILY_FOLDER, GRID_JOURNAL
+from nas.arch.cost import count_flops
+from nas.arch.spec import Spec
 from nas.errors import NasError
-from nas.spec import Spec
-from scaling.family import PHIS, Member, budget_family, check_coefficients, compound_family, published_family
+from scaling.family import (
+    PHIS,
+    Member,
+    budget_family,
+    check_coefficients,
+    compound_family,
+    published_family,
+)
 from scaling.grid import DEFAULT_DEPTH_ROUNDING, grid_points
 from scaling.outputs import plot_scaling, write_family, write_grid
 
-FAMILY_FOLDER = "family"
-GRID_JOURNAL = "scaling.journal"
 GRID_STUDY = "scaling"
 # The default grid point: the trainer's 'scale' preset cut to 4 epochs on 12,000 images (43k training images
 # of a ~2x-B0 network at 32-40 pixels), so the default three-point grid fits 15 minutes on 2 cores.
@@ -74,7 +80,7 @@ def _check_options(base: Spec, options: ScalingOptions) -> None:
 
 def grid_preset(options: ScalingOptions) -> Any:
     """The trainer preset each grid point trains with (the gamma-scaled resolution is applied per point)."""
-    from nas.train import get_preset  # the trainer pulls in torch, which the family alone never needs
+    from nas.proxy.presets import get_preset  # pulls in torch, which the family alone never needs
 
     if options.proxy is None:
         preset = get_preset(DEFAULT_PROXY).with_changes(**DEFAULT_PROXY_CHANGES)
@@ -85,7 +91,9 @@ def grid_preset(options: ScalingOptions) -> Any:
 
 def _grid_storage(run_dir: Path, url: str | None) -> tuple[Any, str]:
     """The study storage and name: the run folder's own journal, or a shared URL with a per-folder name."""
-    from nas.storage import open_storage  # Optuna: imported only when a grid runs
+    from nas.studies.storage import (
+        open_storage,  # Optuna: imported only when a grid runs
+    )
 
     if url is None:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -98,8 +106,14 @@ def search_coefficients(
 ) -> tuple[tuple[float, float, float], list[dict[str, Any]], int]:
     """Run (or resume) the grid study; returns the chosen (alpha, beta, gamma), the grid rows and how
     many points are still unfinished (trained by another process right now)."""
-    from nas.data import load_dataset
-    from scaling.stage import GridSettings, choose_point, collect_results, open_grid_study, run_grid
+    from nas.proxy.data import load_dataset
+    from scaling.grid_study import (
+        GridSettings,
+        choose_point,
+        collect_results,
+        open_grid_study,
+        run_grid,
+    )
 
     points = grid_points(base, options.grid_step, options.tolerance, options.constraint, options.depth_rounding)
     preset = grid_preset(options)

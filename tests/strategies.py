@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from nas.spec import Spec, StageSpec
+from nas.arch.spec import Spec, StageSpec
 
 
 @st.composite

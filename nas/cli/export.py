@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nas.export import FORMATS, ExportReport, export, parse_formats
-from nas.model_card import check_text
-from nas.sources import WEIGHTS_FILE
+from nas._common.runfiles import WEIGHTS_FILE
+from nas.deploy.card import check_text
+from nas.deploy.export import FORMATS, ExportReport, export, parse_formats
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

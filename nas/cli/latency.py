@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from nas.latency import BACKENDS, measure_latency
-from nas.resolve import resolve_spec
+from nas.arch.resolve import resolve_spec
+from nas.latency.measure import BACKENDS, measure_latency
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

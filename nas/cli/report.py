@@ -14,7 +14,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas.study_report import load_run_study, write_outputs  # Optuna loads only when used
+    from nas.search.report import (  # Optuna loads only when used
+        load_run_study,
+        write_outputs,
+    )
 
     study = load_run_study(args.run_dir, args.storage)
     for path in write_outputs(study, args.run_dir):

@@ -9,15 +9,21 @@ import argparse
 import sys
 from pathlib import Path
 
-from nas.tables import print_table
+from nas._common.parse import parse_flops_list
+from nas._common.runfiles import RUNS_DIR
+from nas._common.tables import print_table
+from nas.arch.efficientnet import is_family_name
+from nas.arch.resolve import RUN_FOLDER_SPEC_FILES, resolve_spec
 from nas.errors import NasError
-from nas.family import is_family_name
-from nas.resolve import RUN_FOLDER_SPEC_FILES, resolve_spec
-from scaling.family import parse_budgets
 from scaling.grid import CONSTRAINTS, DEPTH_ROUNDINGS
-from scaling.pipeline import DEFAULT_PROXY_CHANGES, ScalingOptions, ScalingReport, scale_base
+from scaling.pipeline import (
+    DEFAULT_PROXY_CHANGES,
+    ScalingOptions,
+    ScalingReport,
+    scale_base,
+)
 
-DEFAULT_RUNS = Path("runs")
+DEFAULT_RUNS = Path(RUNS_DIR)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -97,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         depth_rounding=args.depth_rounding, data=args.data, proxy=args.proxy, epochs=args.epochs,
         subset=args.subset, seed=args.seed,
         storage=args.storage, coefficients=_coefficients(args), published=args.published,
-        budgets=parse_budgets(args.budgets) if args.budgets else None, progress=sys.stderr.isatty(),
+        budgets=parse_flops_list(args.budgets) if args.budgets else None, progress=sys.stderr.isatty(),
     )
     report = scale_base(base, run_folder(args.base, args.study, args.runs), options)
     _print_report(report)

@@ -3,46 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import re
 
-from nas.errors import NasError
-from nas.search_config import SAMPLERS, SearchConfig, with_changes
-
-_SUFFIX = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "b": 1e9}
-
-
-def parse_flops(text: str) -> int:
-    """'400M', '0.4G', '4e8' or '400000000' -> 400000000."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kmgb]?)\s*", text.lower())
-    if not match:
-        raise NasError(f"--target-flops: cannot read {text!r} (expected e.g. 400M, 0.4G or 400000000)")
-    value = float(match.group(1)) * _SUFFIX[match.group(2)]
-    if value < 1:
-        raise NasError(f"--target-flops: must be positive, got {text!r}")
-    return int(round(value))
-
-
-def parse_window(text: str) -> tuple[float, float]:
-    """'0.75,1.25' -> (0.75, 1.25)."""
-    try:
-        low, high = (float(part) for part in text.split(","))
-    except ValueError:
-        raise NasError(f"--flops-window: cannot read {text!r} (expected LOW,HIGH multiples of the target, "
-                       "e.g. 0.75,1.25)") from None
-    return low, high
-
-
-def parse_timeout(text: str) -> float | None:
-    """'1080' -> 1080.0; 'none' -> no limit."""
-    if text.strip().lower() in ("none", "inf"):
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise NasError(f"--timeout: cannot read {text!r} (expected seconds or 'none')") from None
-    if not value > 0 or value != value:
-        raise NasError(f"--timeout: must be a positive number of seconds, got {text!r}")
-    return value
+from nas._common.parse import parse_flops, parse_timeout, parse_window
+from nas.search.config import SAMPLERS, SearchConfig, with_changes
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -101,8 +64,10 @@ def run(args: argparse.Namespace) -> int:
           f"seed {config.seed}, {config.workers} worker(s); outputs in {config.run_dir}/", flush=True)
     import optuna
 
-    from nas.search import run_search  # Optuna and torch load only when a search runs
-    from nas.study_report import completed_trials, selected_trial
+    from nas.search.report import completed_trials, selected_trial
+    from nas.search.run import (
+        run_search,  # Optuna and torch load only when a search runs
+    )
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress lines say what matters
 

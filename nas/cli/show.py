@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from nas.tables import print_table
-from nas.describe import family_rows, stage_rows
+from nas._common.tables import print_table
+from nas.arch.describe import family_rows, stage_rows
+from nas.arch.resolve import resolve_spec
 from nas.errors import NasError
-from nas.resolve import resolve_spec
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import torch
 
-from nas.checkpoint import save_checkpoint, write_metrics
-from nas.data import load_dataset
+from nas._common.runfiles import CHECKPOINT_FILE, METRICS_FILE, RUNS_DIR, SPEC_FILE
+from nas.arch.resolve import resolve_spec
+from nas.arch.spec import save_spec
 from nas.errors import NasError
-from nas.resolve import resolve_spec
-from nas.spec import save_spec
-from nas.train import PRESETS, EpochReport, TrainingDiverged, get_preset, train
+from nas.proxy.checkpoint import save_checkpoint, write_metrics
+from nas.proxy.data import load_dataset
+from nas.proxy.presets import PRESETS, get_preset
+from nas.proxy.trainer import EpochReport, TrainingDiverged, train
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
             raise NasError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     name = spec.name or Path(args.model).stem
-    out = args.out or Path("runs") / f"train-{name}-{preset.name}-s{args.seed}"
+    out = args.out or Path(RUNS_DIR) / f"train-{name}-{preset.name}-s{args.seed}"
     data = load_dataset(args.data, val_fraction=args.val_fraction, seed=args.seed)
     interactive = sys.stderr.isatty()
     try:
@@ -64,10 +66,10 @@ def run(args: argparse.Namespace) -> int:
         "mean": result.mean, "std": result.std,
         "history": [asdict(report) for report in result.history], "spec": result.spec.to_dict(),
     }
-    save_checkpoint(out / "checkpoint.safetensors", result.state_dict, result.spec,
+    save_checkpoint(out / CHECKPOINT_FILE, result.state_dict, result.spec,
                     {"mean": result.mean, "std": result.std})
-    save_spec(result.spec, out / "spec.json")
-    write_metrics(out / "metrics.json", metrics)
+    save_spec(result.spec, out / SPEC_FILE)
+    write_metrics(out / METRICS_FILE, metrics)
     test = "n/a (no test set)" if result.test_acc is None else f"{result.test_acc:.4f}"
     print(f"{name} ({preset.name}): val acc {result.val_acc:.4f}, test acc {test}, "
           f"{result.seconds:.1f} s, {result.images_per_s:.0f} img/s -> {out}")

@@ -1,0 +1,5 @@
+"""Small helpers every step uses: atomic file writes, text and markdown tables, the run-folder file names and
+the parsers of numbers users type (FLOPs, lists of budgets, timeouts).
+
+Private to the package. Imports nothing from `nas` but `nas.errors`, so any step may import it.
+"""

@@ -1,0 +1,62 @@
+"""Parsers and type checks for the numbers users type or write in files: FLOPs ('400M'), lists of them,
+timeouts, windows. Each raises NasError naming the option and what it expected."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from nas.errors import NasError
+
+_SUFFIX = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "b": 1e9}
+_FLOPS = re.compile(r"\s*([0-9]*\.?[0-9]+(?:e[+]?[0-9]+)?)\s*([kmgb]?)\s*")
+
+
+def is_int(value: Any) -> bool:
+    """An int that is not a bool (JSON and TOML give True for `true`)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """An int or float that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def parse_flops(text: str, option: str = "--target-flops") -> int:
+    """'400M', '0.4G', '4e8' or '400000000' -> 400000000."""
+    match = _FLOPS.fullmatch(str(text).lower())
+    if not match:
+        raise NasError(f"{option}: cannot read {text!r} (expected e.g. 400M, 0.4G or 400000000)")
+    value = float(match.group(1)) * _SUFFIX[match.group(2)]
+    if not 1 <= value < math.inf:
+        raise NasError(f"{option}: must be a positive number of FLOPs, got {text!r}")
+    return int(round(value))
+
+
+def parse_flops_list(text: str, option: str = "--budgets") -> list[int]:
+    """'0.7e9,1.8G' -> [700000000, 1800000000]."""
+    return [parse_flops(entry, option) for entry in str(text).split(",")]
+
+
+def parse_window(text: str, option: str = "--flops-window") -> tuple[float, float]:
+    """'0.75,1.25' -> (0.75, 1.25)."""
+    try:
+        low, high = (float(part) for part in str(text).split(","))
+    except ValueError:
+        raise NasError(f"{option}: cannot read {text!r} (expected LOW,HIGH multiples of the target, "
+                       "e.g. 0.75,1.25)") from None
+    return low, high
+
+
+def parse_timeout(text: str, option: str = "--timeout") -> float | None:
+    """'1080' -> 1080.0; 'none' -> no limit."""
+    if str(text).strip().lower() in ("none", "inf"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise NasError(f"{option}: cannot read {text!r} (expected seconds or 'none')") from None
+    if not 0 < value < math.inf:
+        raise NasError(f"{option}: must be a positive number of seconds, got {text!r}")
+    return value

@@ -1,0 +1,18 @@
+"""The names of the files and folders runs leave, and the one order in which a run folder's spec is read."""
+
+from __future__ import annotations
+
+RUNS_DIR = "runs"  # where run folders go, relative to the working directory
+
+BEST_FILE = "best.json"  # a search study's selected architecture with its evidence
+METRICS_FILE = "metrics.json"  # a `nas train` run: metrics, the trained (proxy) spec, the normalisation
+SPEC_FILE = "spec.json"  # an exported folder's spec (a `nas train` run writes one too)
+CHECKPOINT_FILE = "checkpoint.safetensors"  # the weights a search or training run leaves
+WEIGHTS_FILE = "model.safetensors"  # the weights of an exported folder
+FAMILY_FOLDER = "family"  # the scaling stage's members, b1.json ... b7.json, inside a run folder
+STUDY_JOURNAL = "study.journal"  # a search study's Optuna journal
+GRID_JOURNAL = "scaling.journal"  # the scaling grid's Optuna journal
+
+# A folder's spec document and the weights file that goes with it, in the order they are looked for:
+# a study folder, then a training run, then an export.
+SPEC_DOCUMENTS = ((BEST_FILE, CHECKPOINT_FILE), (METRICS_FILE, CHECKPOINT_FILE), (SPEC_FILE, WEIGHTS_FILE))

@@ -1,0 +1,286 @@
+"""`nas export`: write a spec as a self-contained, verified folder.
+
+Formats: `json` (spec.json), `blocks` (blocks.json: TF and timm block strings), `safetensors`
+(model.safetensors, when there are weights), `torchscript` (model.torchscript.pt: the frozen inference form),
+`onnx` (model.onnx: the inference form, dynamic batch). README.md, the model card, is always written.
+Every file is read back and checked before anything lands in the output folder: the spec and block
+strings round-trip exactly, the weights reload bit-exact, TorchScript and onnxruntime match the eval-mode
+network within 1e-4 (max abs) on random inputs at the spec's resolution. Files are written to a staging
+folder and moved into place only when every check passed.
+
+An export without weights carries placeholder weights: a fresh initialisation whose BatchNorm statistics are
+set by one pass over random images (`placeholder_model`). With BN at its initial statistics an untrained
+network's activations shrink or grow block after block, down to logits far below 1e-4 for B0, so a check
+within 1e-4 would pass an exported graph that output zeros.
+
+The 1e-4 bound assumes the float32 network is itself accurate to well under 1e-4, which holds for trained
+networks and for most placeholder ones. A very deep untrained one is not: it amplifies rounding block after
+block (a deep B7-sized member of a searched family, with long stages without skips, ends up further than
+1e-4 from the same network run in float64, and onnxruntime's rounding adds to that). Each check therefore also runs the network in float64 and allows max(1e-4, NOISE_FACTOR x eager's own float32 error),
+the card reporting that noise floor: still far below the order-one differences of a wrongly converted graph.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from nas._common.runfiles import FAMILY_FOLDER, SPEC_FILE, WEIGHTS_FILE
+from nas.arch.blockstrings import parse_block_strings, to_tf_strings, to_timm_strings
+from nas.arch.spec import Spec
+from nas.deploy.card import render_card
+from nas.deploy.load import build_with_weights, fit_spec_to_weights, read_weights
+from nas.deploy.sources import read_source
+from nas.errors import NasError
+from nas.model.builder import build_model
+from nas.model.inference import fold_batchnorm, frozen_inference_model
+from nas.model.onnx import export_onnx, onnx_session, run_onnx
+
+BLOCKS_FILE = "blocks.json"
+TORCHSCRIPT_FILE = "model.torchscript.pt"
+ONNX_FILE = "model.onnx"
+CARD_FILE = "README.md"
+TOLERANCE = 1e-4  # max abs difference allowed between an exported network and the eval-mode original
+CHECK_BATCH = 3  # not the batch the ONNX graph was traced with, so the dynamic batch dimension is exercised
+# An export's rounding error may exceed eager's own by a few times (another summation order, other kernels).
+NOISE_FACTOR = 10.0
+CALIBRATION_BATCH = 2  # images whose activations set a placeholder network's BN statistics (BN needs 2 or more)
+
+
+class ExportMismatch(RuntimeError):
+    """An exported file does not reproduce the network (a bug, not a user error); nothing was written."""
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What one export wrote and the outcome of each check (max abs differences or round-trip flags)."""
+
+    out: Path
+    spec: Spec
+    files: tuple[str, ...]
+    checks: dict[str, Any]
+    family: tuple[ExportReport, ...] = ()
+    failed: tuple[tuple[str, str], ...] = ()  # family members whose checks failed: (name, reason); not written
+
+
+def parse_formats(text: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Formats from 'json,onnx' or a list (None: all of them); unknown names are a NasError."""
+    if text is None:
+        return FORMATS
+    names = [name.strip() for name in (text.split(",") if isinstance(text, str) else text) if name.strip()]
+    unknown = [name for name in names if name not in FORMATS]
+    if unknown or not names:
+        raise NasError(f"unknown export format(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(FORMATS)}")
+    return tuple(name for name in FORMATS if name in names)
+
+
+def export(source: str | os.PathLike[str], out: str | os.PathLike[str], *, formats: str | Sequence[str] | None = None,
+           weights: str | os.PathLike[str] | None = None) -> ExportReport:
+    """Export a name, spec file, study folder or run folder to `out`.
+
+    A study folder exports its selected architecture (with its checkpoint when present) and, when the
+    scaling stage has run, each family member into `out/family/<member>/`.
+    """
+    found = read_source(source, weights)
+    tensors = read_weights(found.weights) if found.weights else None
+    provenance = dict(found.provenance)
+    if found.weights:
+        provenance["weights"] = str(found.weights)
+    report = export_spec(found.spec, out, formats=formats, tensors=tensors, provenance=provenance,
+                         origin=str(found.weights))
+    members, failed = [], []
+    for name, spec in found.family:
+        # One member the checks refuse must not cost the user the rest of the family.
+        try:
+            members.append(export_spec(spec, Path(out) / FAMILY_FOLDER / name, formats=formats,
+                                       provenance={**found.provenance, "family member": name}))
+        except ExportMismatch as exc:
+            failed.append((name, str(exc)))
+    return ExportReport(report.out, report.spec, report.files, report.checks, tuple(members), tuple(failed))
+
+
+def export_spec(spec: Spec, out: str | os.PathLike[str], *, formats: str | Sequence[str] | None = None,
+                tensors: dict[str, torch.Tensor] | None = None, provenance: dict[str, Any] | None = None,
+                seed: int = 0, origin: str = "checkpoint") -> ExportReport:
+    """Export one spec (with `tensors` as its weights, else freshly initialised) to the folder `out`.
+
+    `origin` names where the tensors came from, for error messages.
+    """
+    formats = parse_formats(formats)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NasError(f"--out {out} exists and is not a folder")
+    if tensors is not None:
+        spec = fit_spec_to_weights(spec, tensors)
+        model = build_with_weights(spec, tensors, origin=origin)
+    else:
+        model = placeholder_model(spec, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out, prefix=".export-"))
+    try:
+        checks = _write_formats(ExportJob(spec, model, tensors is not None, staging, seed), formats)
+        files = sorted(path.name for path in staging.iterdir())
+        blocks = json.loads((staging / BLOCKS_FILE).read_text()) if (staging / BLOCKS_FILE).is_file() else None
+        card = render_card(spec, provenance=provenance or {}, checks=checks, files=[*files, CARD_FILE],
+                           has_weights=tensors is not None, blocks=blocks)
+        (staging / CARD_FILE).write_text(card)
+        for name in [*files, CARD_FILE]:
+            os.replace(staging / name, out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ExportReport(out, spec, tuple([*files, CARD_FILE]), checks)
+
+
+@dataclass
+class ExportJob:
+    """What every format writer receives: the network to write, where, and the check inputs shared by the
+    graph formats (random inputs, the eval network's outputs, the allowed difference), computed once."""
+
+    spec: Spec
+    model: nn.Module
+    has_weights: bool
+    folder: Path
+    seed: int = 0
+    _reference: tuple[torch.Tensor, torch.Tensor, float] | None = None
+    facts: dict[str, Any] = field(default_factory=dict)  # check facts shown once, whatever writers ran
+
+    def reference(self) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """(inputs, eval-mode outputs, allowed max abs difference) for comparing an exported graph."""
+        if self._reference is None:
+            spec = self.spec
+            x = torch.randn((CHECK_BATCH, spec.in_channels, spec.resolution, spec.resolution),
+                            generator=torch.Generator().manual_seed(self.seed))
+            expected, noise = _eager_outputs(self.model, x)
+            tolerance = max(TOLERANCE, NOISE_FACTOR * noise)
+            self.facts.update({"largest |logit| of the eval network": f"{expected.abs().max().item():.3g}",
+                               "float32 eager vs float64 (noise floor)": f"{noise:.3g}",
+                               "allowed max abs difference": f"{tolerance:.3g}"})
+            self._reference = (x, expected, tolerance)
+        return self._reference
+
+
+def _write_formats(job: ExportJob, formats: tuple[str, ...]) -> dict[str, Any]:
+    checks: dict[str, Any] = {}
+    for name in formats:
+        checks.update(FORMAT_WRITERS[name](job))
+    return {**checks, **job.facts}
+
+
+@torch.no_grad()
+def placeholder_model(spec: Spec, seed: int = 0) -> nn.Module:
+    """A freshly initialised eval-mode network whose BN statistics are those of its own activations.
+
+    Only the BN layers run in training mode for the one calibration pass (dropout and stochastic depth stay
+    off), each with a cumulative average, so after the pass its statistics are exactly that batch's.
+    """
+    torch.manual_seed(seed)
+    model = build_model(spec).eval()
+    batchnorms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [bn.momentum for bn in batchnorms]
+    for bn in batchnorms:
+        bn.reset_running_stats()
+        bn.momentum = None
+        bn.train()
+    model(torch.randn((CALIBRATION_BATCH, spec.in_channels, spec.resolution, spec.resolution),
+                      generator=torch.Generator().manual_seed(seed + 1)))
+    for bn, momentum in zip(batchnorms, momenta):
+        bn.momentum = momentum
+    return model.eval()
+
+
+def _require(ok: bool, what: str) -> bool:
+    if not ok:
+        raise ExportMismatch(f"export check failed: {what}; nothing was written")
+    return True
+
+
+@torch.no_grad()
+def _eager_outputs(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """The eval-mode network's float32 output, and its max abs distance from the same network run in float64."""
+    expected = model(x)
+    exact = copy.deepcopy(model).double()(x.double())
+    return expected, (expected.double() - exact).abs().max().item()
+
+
+def _within_tolerance(got: torch.Tensor, expected: torch.Tensor, tolerance: float, what: str) -> float:
+    difference = (got - expected).abs().max().item()
+    _require(difference <= tolerance,
+             f"{what} differs from the eval-mode network by {difference:.3g} (max abs; allowed {tolerance:.3g})")
+    return difference
+
+
+def _write_spec(job: ExportJob) -> dict[str, Any]:
+    path = job.folder / SPEC_FILE
+    path.write_text(job.spec.to_json())
+    ok = _require(Spec.from_json(path.read_text()) == job.spec, f"{path.name} does not read back as the same spec")
+    return {"spec.json round trip": ok}
+
+
+def _write_blocks(job: ExportJob) -> dict[str, Any]:
+    """TF strings (absent when a stage is a regular conv, which TF's notation cannot express), timm strings,
+    and the spec fields strings do not carry; `parse_block_strings(' '.join(tf), **fields)` rebuilds the spec."""
+    spec, path = job.spec, job.folder / BLOCKS_FILE
+    fields = {key: value for key, value in spec.to_dict().items() if key not in ("stages", "schema_version")}
+    try:
+        tf = to_tf_strings(spec)
+    except NasError:
+        tf = None
+    document = {"tf": tf, "timm": to_timm_strings(spec), "fields": fields}
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    reread = json.loads(path.read_text())
+    for notation in ("tf", "timm"):
+        if reread[notation] is not None:
+            rebuilt = parse_block_strings(" ".join(reread[notation]), **reread["fields"])
+            _require(rebuilt == spec, f"{notation} block strings do not rebuild the spec")
+    return {"block strings round trip": True}
+
+
+def _write_weights(job: ExportJob) -> dict[str, Any]:
+    if not job.has_weights:
+        return {}  # placeholder weights are not worth a file
+    path = job.folder / WEIGHTS_FILE
+    state = {key: tensor.detach().contiguous() for key, tensor in job.model.state_dict().items()}
+    save_file(state, str(path), metadata={"spec": job.spec.to_json()})
+    reread = read_weights(path)
+    same = reread.keys() == state.keys() and all(
+        reread[key].dtype == state[key].dtype and torch.equal(reread[key], state[key]) for key in state)
+    return {"weights reload bit-exact": _require(same, f"{path.name} does not reload bit-exact")}
+
+
+def _write_torchscript(job: ExportJob) -> dict[str, Any]:
+    x, expected, tolerance = job.reference()
+    path = job.folder / TORCHSCRIPT_FILE
+    torch.jit.save(frozen_inference_model(job.model), str(path))
+    with torch.no_grad():
+        got = torch.jit.load(str(path))(x)
+    return {"torchscript vs eager": _within_tolerance(got, expected, tolerance, "TorchScript")}
+
+
+def _write_onnx(job: ExportJob) -> dict[str, Any]:
+    x, expected, tolerance = job.reference()
+    path = job.folder / ONNX_FILE
+    export_onnx(fold_batchnorm(job.model), path, x[:1])
+    got = torch.from_numpy(run_onnx(onnx_session(path), x))
+    return {"onnxruntime vs eager": _within_tolerance(got, expected, tolerance, "onnxruntime")}
+
+
+# Each format: a writer that puts its file into the job's folder, checks it and returns its checks by name.
+FORMAT_WRITERS: dict[str, Callable[[ExportJob], dict[str, Any]]] = {
+    "json": _write_spec,
+    "blocks": _write_blocks,
+    "safetensors": _write_weights,
+    "torchscript": _write_torchscript,
+    "onnx": _write_onnx,
+}
+FORMATS = tuple(FORMAT_WRITERS)

@@ -1,0 +1,134 @@
+"""Inference latency with the EfficientNet paper's protocol: batch 1, one thread, warm-up, then 20 timed runs.
+
+Three backends run the same network: `eager` (the plain eval-mode nn.Module), `folded` (its inference form:
+BN folded, channels-last, frozen TorchScript -- the module `nas export` writes, see nas.model.inference) and
+`onnxruntime` (the BN-folded network exported to ONNX, run by onnxruntime on the same thread count).
+"""
+
+import contextlib
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from nas.arch.spec import Spec
+from nas.errors import NasError
+from nas.model.builder import build_model
+from nas.model.inference import fold_batchnorm, frozen_inference_model
+from nas.model.onnx import export_onnx, onnx_session, run_onnx
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Timings of one network on one backend, in seconds per forward pass of one batch."""
+
+    backend: str
+    threads: int
+    batch: int
+    times_s: tuple[float, ...]
+
+    @property
+    def runs(self) -> int:
+        return len(self.times_s)
+
+    @property
+    def mean_s(self) -> float:
+        return statistics.fmean(self.times_s)
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.times_s)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block with torch limited to `threads` intra-op threads, then restore the previous setting."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def time_calls(call: Callable[[], object], runs: int, warmup: int) -> tuple[float, ...]:
+    """Call `call` `warmup` times untimed, then `runs` times, returning each timed call's seconds."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return tuple(times)
+
+
+def measure_model(model: nn.Module, input_shape: tuple[int, int, int], *, backend: str = "eager",
+                  threads: int = 1, batch: int = 1, runs: int = 20, warmup: int = 5, seed: int = 0) -> Latency:
+    """Latency of `model` on inputs of shape (batch, *input_shape) with the given backend."""
+    return compare_backends(model, input_shape, (backend,), threads=threads, batch=batch, runs=runs, warmup=warmup,
+                            seed=seed, rounds=1)[backend]
+
+
+def compare_backends(model: nn.Module, input_shape: tuple[int, int, int], backends: Sequence[str] | None = None, *,
+                     threads: int = 1, batch: int = 1, runs: int = 20, warmup: int = 5, seed: int = 0,
+                     rounds: int = 4) -> dict[str, Latency]:
+    """Latency of `model` on several backends, timed in interleaved rounds.
+
+    Each backend gets `runs` timed calls split over `rounds` rounds that alternate between backends, so a
+    change in machine load during the measurement hits every backend alike and their ratios stay fair.
+    """
+    backends = BACKENDS if backends is None else tuple(backends)
+    unknown = [backend for backend in backends if backend not in BACKEND_FORMS]
+    if unknown:
+        raise NasError(f"unknown latency backend {unknown[0]!r}; choose one of {', '.join(BACKENDS)}")
+    if threads < 1 or batch < 1 or runs < 1 or warmup < 0 or rounds < 1:
+        raise NasError("threads, batch, runs and rounds must be at least 1 and warmup at least 0")
+    x = torch.randn((batch, *input_shape), generator=torch.Generator().manual_seed(seed))
+    times: dict[str, list[float]] = {backend: [] for backend in backends}
+    with torch_threads(threads):
+        forwards = {backend: BACKEND_FORMS[backend](model.eval(), threads, x) for backend in backends}
+        with torch.inference_mode():
+            for forward in forwards.values():
+                time_calls(lambda: forward(x), 0, warmup)
+            for index in range(rounds):
+                share = runs // rounds + (1 if index < runs % rounds else 0)
+                for backend, forward in forwards.items():
+                    times[backend] += time_calls(lambda: forward(x), share, 0)
+    return {backend: Latency(backend, threads, batch, tuple(times[backend])) for backend in backends}
+
+
+def measure_latency(spec: Spec, *, backend: str = "eager", threads: int = 1, batch: int = 1, runs: int = 20,
+                    warmup: int = 5, seed: int = 0) -> Latency:
+    """Latency of the network a spec describes, on inputs at the spec's resolution and channel count."""
+    torch.manual_seed(seed)
+    return measure_model(build_model(spec), (spec.in_channels, spec.resolution, spec.resolution), backend=backend,
+                         threads=threads, batch=batch, runs=runs, warmup=warmup, seed=seed)
+
+
+def _eager(model: nn.Module, threads: int, example: torch.Tensor) -> Callable[[torch.Tensor], object]:
+    return model
+
+
+def _folded(model: nn.Module, threads: int, example: torch.Tensor) -> Callable[[torch.Tensor], object]:
+    return frozen_inference_model(model)
+
+
+def _onnxruntime(model: nn.Module, threads: int, example: torch.Tensor) -> Callable[[torch.Tensor], object]:
+    with tempfile.TemporaryDirectory() as folder:
+        session = onnx_session(export_onnx(fold_batchnorm(model), Path(folder) / "model.onnx", example[:1]), threads)
+    return lambda x: run_onnx(session, x)
+
+
+# Each backend: (eval-mode model, threads, example batch) -> the callable that runs one batch in that form.
+BACKEND_FORMS: dict[str, Callable[[nn.Module, int, torch.Tensor], Callable[[torch.Tensor], object]]] = {
+    "eager": _eager,
+    "folded": _folded,
+    "onnxruntime": _onnxruntime,
+}
+BACKENDS = tuple(BACKEND_FORMS)

@@ -1,0 +1,55 @@
+"""What a training run leaves in its folder: a safetensors checkpoint of the weights and a metrics JSON.
+
+The checkpoint's metadata carries the spec of the trained network and the input normalisation, so the file
+alone is enough to rebuild and run the model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from nas._common.atomic import atomic_path, write_text_atomic
+from nas.arch.spec import Spec
+from nas.errors import NasError
+
+
+def save_checkpoint(path: str | os.PathLike[str], state_dict: dict[str, torch.Tensor], spec: Spec,
+                    metadata: dict[str, Any] | None = None) -> None:
+    """Write `state_dict` as safetensors, atomically, with the spec (and any JSON-able `metadata`) embedded."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = {"spec": spec.to_json(), **{k: json.dumps(v) for k, v in (metadata or {}).items()}}
+    tensors = {k: v.detach().contiguous() for k, v in state_dict.items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=header)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], Spec, dict[str, Any]]:
+    """(state_dict, spec, metadata) from a checkpoint written by `save_checkpoint`."""
+    path = Path(path)
+    if not path.is_file():
+        raise NasError(f"checkpoint not found: {path}")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+        state_dict = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise NasError(f"{path}: not a safetensors checkpoint ({exc})") from exc
+    if "spec" not in header:
+        raise NasError(f"{path}: checkpoint has no spec in its metadata")
+    spec = Spec.from_json(header.pop("spec"))
+    return state_dict, spec, {k: json.loads(v) for k, v in header.items()}
+
+
+def write_metrics(path: str | os.PathLike[str], metrics: dict[str, Any]) -> None:
+    """Write `metrics` as indented JSON, atomically."""
+    write_text_atomic(path, json.dumps(metrics, indent=2, sort_keys=False) + "\n")

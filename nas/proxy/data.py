@@ -1,0 +1,258 @@
+"""Datasets for the proxy task: loaders for the layouts users have, and the seeded train/validation split.
+
+Images are held in memory as uint8 tensors of shape (N, C, H, W); labels as int64 tensors of shape (N,).
+Sources understood by `load_dataset`:
+
+- ``fashion-mnist`` -- Fashion-MNIST IDX files in /usr/share/datasets/fashion-mnist
+  (Debian package ``dataset-fashion-mnist``); ``fashion-mnist:DIR`` reads the same four files from DIR.
+- ``idx:DIR`` -- any MNIST-style directory: train-images-idx3-ubyte, train-labels-idx1-ubyte,
+  t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each optionally gzipped (``.gz``).
+- ``cifar10:DIR`` / ``cifar100:DIR`` -- the CIFAR "python version" pickles (DIR or DIR/cifar-10-batches-py,
+  DIR/cifar-100-python).
+- ``folder:DIR`` -- an ImageNet-style folder: DIR/<class>/<image>. If DIR holds ``train/`` (and ``val/`` or
+  ``test/``) sub-folders, those are used as the training and test sets; otherwise there is no test set.
+  Images are converted to RGB and resized (shorter side, then centre crop) to ``image_size`` pixels.
+
+The validation split is carved from the training set (the search never looks at the test set).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import pickle
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nas.errors import NasError
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_HINT = "install it with `apt-get install -y dataset-fashion-mnist`"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+@dataclass(frozen=True)
+class ProxyData:
+    """Train/validation/test images (uint8, N x C x H x W) and labels (int64) held in memory."""
+
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor | None
+    test_y: torch.Tensor | None
+    num_classes: int
+    in_channels: int
+    val_fraction: float = 0.1
+
+    @property
+    def image_size(self) -> int:
+        """Side length of the stored images."""
+        return int(self.train_x.shape[-1])
+
+    def limit(self, subset: int) -> ProxyData:
+        """Keep at most `subset` images of the train+val pool, in the same train/val proportion.
+
+        The split is already shuffled, so a prefix is a seeded random subset.
+        """
+        pool = len(self.train_y) + len(self.val_y)
+        if subset >= pool:
+            return self
+        n_val = max(1, round(subset * self.val_fraction))
+        n_train = max(1, subset - n_val)
+        return replace(self, train_x=self.train_x[:n_train], train_y=self.train_y[:n_train],
+                       val_x=self.val_x[:n_val], val_y=self.val_y[:n_val])
+
+
+def load_dataset(source: str, *, val_fraction: float = 0.1, subset: int | None = None, seed: int = 0,
+                 image_size: int = 64) -> ProxyData:
+    """Load `source` (see the module docstring) and split a seeded validation set off its training set.
+
+    `subset` caps the number of training-pool images used (train + validation together), drawn with `seed`.
+    `image_size` only applies to ``folder:`` sources, whose images differ in size.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise NasError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if subset is not None and subset < 2:
+        raise NasError(f"subset must be at least 2 images, got {subset}")
+    kind, _, location = source.partition(":")
+    if kind not in DATA_SOURCES:
+        raise NasError(f"unknown data source {source!r}; use fashion-mnist, idx:DIR, cifar10:DIR, "
+                       "cifar100:DIR or folder:DIR")
+    if kind not in OPTIONAL_DIRECTORY and not location:
+        raise NasError(f"data source {source!r} needs a directory, e.g. {kind}:/path/to/data")
+    train_x, train_y, test_x, test_y, num_classes = DATA_SOURCES[kind](location, image_size)
+    return split_train_val(kind, train_x, train_y, test_x, test_y, num_classes,
+                           val_fraction=val_fraction, subset=subset, seed=seed)
+
+
+def split_train_val(name: str, train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor | None,
+                    test_y: torch.Tensor | None, num_classes: int, *, val_fraction: float,
+                    subset: int | None, seed: int) -> ProxyData:
+    """Shuffle the training pool with `seed`, cap it at `subset`, and carve off `val_fraction` as validation."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(train_y), generator=generator)
+    if subset is not None:
+        order = order[:subset]
+    n_val = max(1, round(len(order) * val_fraction))
+    if n_val >= len(order):
+        raise NasError(f"{name}: {len(order)} training images are too few to split off a validation set")
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    return ProxyData(name=name, train_x=train_x[train_idx], train_y=train_y[train_idx],
+                     val_x=train_x[val_idx], val_y=train_y[val_idx], test_x=test_x, test_y=test_y,
+                     num_classes=num_classes, in_channels=int(train_x.shape[1]), val_fraction=val_fraction)
+
+
+# --- IDX (MNIST, Fashion-MNIST) -------------------------------------------------------------------------
+
+def _load_idx_dir(directory: Path, hint: str):
+    if not directory.is_dir():
+        raise NasError(f"data directory {directory} does not exist; {hint}")
+    parts = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        images = read_idx(_find_idx(directory, f"{prefix}-images-idx3-ubyte", hint))
+        labels = read_idx(_find_idx(directory, f"{prefix}-labels-idx1-ubyte", hint))
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise NasError(f"{directory}: {prefix} images {tuple(images.shape)} and labels {tuple(labels.shape)} "
+                           "do not match (expected N x H x W images and N labels)")
+        parts[split] = (torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
+    num_classes = int(max(parts["train"][1].max(), parts["test"][1].max())) + 1
+    return (*parts["train"], *parts["test"], num_classes)
+
+
+def _find_idx(directory: Path, stem: str, hint: str) -> Path:
+    for candidate in (directory / stem, directory / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    raise NasError(f"{directory}: missing {stem}[.gz]; {hint}")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (optionally gzipped) of unsigned bytes into an array of the declared shape."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise NasError(f"{path}: cannot read ({exc})") from exc
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise NasError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    if len(raw) != header + int(np.prod(shape)):
+        raise NasError(f"{path}: truncated or corrupt: header declares shape {shape}, "
+                       f"file holds {len(raw) - header} data bytes")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+# --- CIFAR python pickles ---------------------------------------------------------------------------------
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickler that only builds plain containers and numpy arrays: a data file must not run code."""
+
+    _ALLOWED = {(module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+                for name in ("_reconstruct", "scalar")} | {("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _read_cifar_batch(path: Path, label_key: bytes) -> tuple[torch.Tensor, torch.Tensor]:
+    if not path.is_file():
+        raise NasError(f"missing CIFAR file {path}; unpack the python version of the dataset "
+                       "(cifar-10-python.tar.gz / cifar-100-python.tar.gz) there")
+    try:
+        with path.open("rb") as f:
+            batch = _ArrayUnpickler(f, encoding="bytes").load()
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[label_key], dtype=np.int64)
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as exc:
+        raise NasError(f"{path}: not a CIFAR python batch ({exc})") from exc
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
+        raise NasError(f"{path}: expected N x 3072 data and N labels, got {data.shape} and {labels.shape}")
+    return torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), torch.from_numpy(labels)
+
+
+def _load_cifar(directory: Path, num_classes: int):
+    sub = "cifar-10-batches-py" if num_classes == 10 else "cifar-100-python"
+    if (directory / sub).is_dir():
+        directory = directory / sub
+    if not directory.is_dir():
+        raise NasError(f"CIFAR directory {directory} does not exist")
+    if num_classes == 10:
+        train = [_read_cifar_batch(directory / f"data_batch_{i}", b"labels") for i in range(1, 6)]
+        test_x, test_y = _read_cifar_batch(directory / "test_batch", b"labels")
+    else:
+        train = [_read_cifar_batch(directory / "train", b"fine_labels")]
+        test_x, test_y = _read_cifar_batch(directory / "test", b"fine_labels")
+    train_x = torch.cat([x for x, _ in train])
+    train_y = torch.cat([y for _, y in train])
+    for labels in (train_y, test_y):
+        if labels.min() < 0 or labels.max() >= num_classes:
+            raise NasError(f"{directory}: labels outside 0..{num_classes - 1}")
+    return train_x, train_y, test_x, test_y, num_classes
+
+
+# --- ImageNet-style folder --------------------------------------------------------------------------------
+
+def _load_folder(directory: Path, image_size: int):
+    if not directory.is_dir():
+        raise NasError(f"image folder {directory} does not exist")
+    test_dir = next((directory / n for n in ("val", "test") if (directory / n).is_dir()), None)
+    train_dir = directory / "train" if (directory / "train").is_dir() else directory
+    classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
+    if not classes:
+        raise NasError(f"image folder {train_dir} has no class sub-folders (expected {train_dir}/<class>/<image>)")
+    train_x, train_y = _read_class_folders(train_dir, classes, image_size)
+    test_x = test_y = None
+    if test_dir is not None and train_dir != directory:
+        test_x, test_y = _read_class_folders(test_dir, classes, image_size)
+    return train_x, train_y, test_x, test_y, len(classes)
+
+
+def _read_class_folders(root: Path, classes: list[str], image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        folder = root / name
+        if not folder.is_dir():
+            raise NasError(f"{root}: class folder {name!r} is missing (the training set has it)")
+        for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            images.append(_read_image(path, image_size))
+            labels.append(label)
+    if not images:
+        raise NasError(f"{root}: no image files ({', '.join(IMAGE_SUFFIXES)}) in the class folders")
+    stacked = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+    return stacked, torch.tensor(labels, dtype=torch.int64)
+
+
+def _read_image(path: Path, size: int) -> np.ndarray:
+    """Decode one image to RGB, resize its shorter side to `size` and centre-crop it square."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(path.read_bytes())) as image:
+            image = image.convert("RGB")
+            scale = size / min(image.size)
+            w, h = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+            image = image.resize((w, h), Image.BILINEAR)
+            left, top = (w - size) // 2, (h - size) // 2
+            return np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise NasError(f"{path}: cannot decode image ({exc})") from exc
+
+
+# Each source kind: (directory given after the colon, image size for sources of mixed sizes) -> the raw arrays
+# (train images, train labels, test images or None, test labels or None, class count).
+DATA_SOURCES = {
+    "fashion-mnist": lambda d, size: _load_idx_dir(Path(d) if d else FASHION_MNIST_DIR, FASHION_MNIST_HINT),
+    "idx": lambda d, size: _load_idx_dir(Path(d), "put the four MNIST-style IDX files there"),
+    "cifar10": lambda d, size: _load_cifar(Path(d), 10),
+    "cifar100": lambda d, size: _load_cifar(Path(d), 100),
+    "folder": lambda d, size: _load_folder(Path(d), size),
+}
+OPTIONAL_DIRECTORY = ("fashion-mnist",)  # kinds with a default directory

@@ -1,0 +1,234 @@
+"""The proxy trainer on tiny real data: it learns, it is seeded, and its callback, divergence and
+checkpoint behave as the search and scaling stages rely on."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from nas.arch.resolve import resolve_spec
+from nas.arch.spec import Spec, StageSpec, save_spec
+from nas.cli.main import main
+from nas.deploy.load import load
+from nas.errors import NasError
+from nas.model.builder import build_model
+from nas.proxy.augment import resize_images
+from nas.proxy.checkpoint import load_checkpoint, save_checkpoint
+from nas.proxy.data import FASHION_MNIST_DIR, load_dataset, split_train_val
+from nas.proxy.presets import get_preset
+from nas.proxy.schedule import compressed_schedule
+from nas.proxy.trainer import EpochReport, TrainingDiverged, evaluate, proxy_spec, train
+
+SMALL = Spec(stages=(StageSpec("mbconv", 1, 3, 1, 1, 8), StageSpec("mbconv", 2, 3, 2, 3, 16),
+                     StageSpec("mbconv", 1, 5, 2, 3, 24)),
+             stem_channels=8, head_channels=64, name="small")
+TINY = get_preset("tiny")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny nets gain little from a second thread, and on a shared, loaded machine two OpenMP threads that
+    spin-wait for each other ran these tests 10-20x slower than one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def synthetic_data(n=320, seed=0):
+    """Four classes told apart by which image quadrant is bright: learnable in a few steps."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 4, (n,), generator=gen)
+    images = torch.randint(0, 60, (n, 1, 16, 16), generator=gen, dtype=torch.uint8)
+    for q in range(4):
+        r, c = divmod(q, 2)
+        images[labels == q, :, r * 8:(r + 1) * 8, c * 8:(c + 1) * 8] += 150
+    return split_train_val("synthetic", images, labels, images[:64], labels[:64], 4,
+                           val_fraction=0.2, subset=None, seed=0)
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    if not FASHION_MNIST_DIR.is_dir():
+        pytest.skip("dataset-fashion-mnist not installed")
+    data = load_dataset("fashion-mnist", subset=1500, seed=0)
+    return replace(data, test_x=data.test_x[:1000], test_y=data.test_y[:1000])
+
+
+def test_learns_fashion_mnist(fashion):
+    preset = TINY.with_changes(epochs=5, subset=1500, batch_size=64, lr_per_256=0.2)
+    result = train(SMALL, fashion, preset, evaluate_test=True)
+    assert result.val_acc > 0.6 and result.test_acc > 0.6  # chance is 0.1
+    assert result.spec.in_channels == 1 and result.spec.num_classes == 10 and result.spec.resolution == 16
+    assert len(result.history) == 5 and result.history[-1].train_loss < result.history[0].train_loss
+
+
+def test_same_seed_same_result_other_seed_differs():
+    data = synthetic_data()
+    a = train(SMALL, data, TINY, seed=1)
+    b = train(SMALL, data, TINY, seed=1)
+    c = train(SMALL, data, TINY, seed=2)
+    assert [r.train_loss for r in a.history] == [r.train_loss for r in b.history]
+    assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
+    assert a.history[0].train_loss != c.history[0].train_loss
+
+
+def test_callback_gets_reports_and_its_exceptions_propagate():
+    class Prune(Exception):
+        pass
+
+    seen = []
+
+    def on_epoch(report):
+        seen.append(report)
+        if report.epoch == 1:
+            raise Prune()
+
+    with pytest.raises(Prune):
+        train(SMALL, synthetic_data(), TINY.with_changes(epochs=4), on_epoch=on_epoch)
+    assert [r.epoch for r in seen] == [0, 1] and all(isinstance(r, EpochReport) for r in seen)
+    assert 0.0 <= seen[1].val_acc <= 1.0 and seen[1].images_per_s > 0
+
+
+def test_last_report_lr_follows_compressed_schedule():
+    data = synthetic_data()
+    result = train(SMALL, data, TINY)
+    steps = TINY.epochs * (len(data.train_y) // TINY.batch_size)
+    expected = compressed_schedule(TINY.lr_per_256 * TINY.batch_size / 256, steps)(steps - 1)
+    assert result.history[-1].lr == pytest.approx(expected)
+
+
+def test_non_finite_loss_raises_with_epoch_and_step():
+    with pytest.raises(TrainingDiverged) as info:
+        train(SMALL, synthetic_data(), TINY.with_changes(lr_per_256=1e30))
+    assert info.value.epoch == 0 and info.value.step >= 1  # step 0 has learning rate 0 (warmup)
+
+
+def test_proxy_spec_and_presets():
+    data = synthetic_data()
+    adapted = proxy_spec(resolve_spec("b0"), data, get_preset("search"))
+    assert (adapted.in_channels, adapted.num_classes, adapted.resolution) == (1, 4, 32)
+    with pytest.raises(NasError, match="unknown proxy preset"):
+        get_preset("huge")
+    with pytest.raises(NasError, match="batch_size"):
+        TINY.with_changes(batch_size=0)
+    with pytest.raises(NasError, match="unknown preset field"):
+        TINY.with_changes(momentum=0.5)
+
+
+def test_checkpoint_round_trip_reproduces_accuracy(tmp_path):
+    data = synthetic_data()
+    result = train(SMALL, data, TINY)
+    save_checkpoint(tmp_path / "m.safetensors", result.state_dict, result.spec,
+                    {"mean": result.mean, "std": result.std})
+    state, spec, meta = load_checkpoint(tmp_path / "m.safetensors")
+    assert spec == result.spec and meta["mean"] == list(result.mean)
+    model = build_model(spec)
+    model.load_state_dict(state)
+    acc = evaluate(model, resize_images(data.val_x, spec.resolution), data.val_y,
+                   torch.tensor(meta["mean"]), torch.tensor(meta["std"]))
+    assert acc == result.val_acc
+    (tmp_path / "bad.safetensors").write_bytes(b"garbage")
+    with pytest.raises(NasError, match="not a safetensors checkpoint"):
+        load_checkpoint(tmp_path / "bad.safetensors")
+
+
+def test_cli_train_writes_run_folder(tmp_path, capsys):
+    from tests.proxy.test_data import make_idx_dir
+
+    data_dir = tmp_path / "idx"
+    data_dir.mkdir()
+    make_idx_dir(data_dir, compress=True, n_train=200, n_test=40)
+    save_spec(SMALL, tmp_path / "small.json")
+    out = tmp_path / "run"
+    rc = main(["train", str(tmp_path / "small.json"), "--data", f"idx:{data_dir}", "--preset", "tiny",
+               "--epochs", "1", "--out", str(out)])
+    assert rc == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["preset"]["epochs"] == 1 and 0 <= metrics["test_acc"] <= 1
+    state, spec, _ = load_checkpoint(out / "checkpoint.safetensors")
+    assert spec == resolve_spec(str(out))
+    loaded = load(str(out)).state_dict()  # what export reads from a run folder
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    assert "test acc" in capsys.readouterr().out
+
+
+def test_cli_missing_data_is_one_line_exit_2(tmp_path, capsys):
+    rc = main(["train", "b0", "--data", f"idx:{tmp_path / 'missing'}", "--preset", "tiny"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "missing" in err
+
+
+def _conv_outputs_channels_last(model: torch.nn.Module, inputs: torch.Tensor) -> list[bool]:
+    """For each convolution in a forward pass: did its output come out channels_last (and not NCHW)?"""
+    seen: list[bool] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: seen.append(
+        out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()))
+        for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1)]
+    with torch.no_grad():
+        model(inputs)
+    for hook in hooks:
+        hook.remove()
+    return seen
+
+
+def test_speed_bench_baseline_runs_nchw_and_the_trainer_channels_last():
+    """The bench's 'plain eager NCHW' loop must really be NCHW: with one input channel `.contiguous()` keeps the
+    NHWC strides and the network silently runs channels_last, which made the baseline look 2.5x faster."""
+    import importlib.util
+    from pathlib import Path
+
+    from nas.proxy.augment import crop_flip, normalize
+
+    path = Path(__file__).parents[2] / "bench" / "bench_train_speed.py"
+    module_spec = importlib.util.spec_from_file_location("bench_train_speed", path)
+    bench = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(bench)
+
+    images = torch.randint(0, 256, (4, 1, 32, 32), dtype=torch.uint8)
+    batch = normalize(crop_flip(images, 4, torch.Generator().manual_seed(0)), torch.zeros(1), torch.ones(1))
+    net = SMALL.replace(in_channels=1, num_classes=10, resolution=32)
+    plain = build_model(net).eval()
+    assert not any(_conv_outputs_channels_last(plain, bench.as_nchw(batch)))
+    assert torch.equal(bench.as_nchw(batch), batch)
+    assert all(_conv_outputs_channels_last(plain, batch.contiguous()))  # the trap as_nchw avoids
+    fast = build_model(net).eval().to(memory_format=torch.channels_last)
+    assert all(_conv_outputs_channels_last(fast, batch))
+
+
+def test_rand_augment_preset_trains_seeded_and_differs_from_plain():
+    data = synthetic_data()
+    with_ra = TINY.with_changes(randaugment_ops=2)
+    first, again = train(SMALL, data, with_ra, seed=3), train(SMALL, data, with_ra, seed=3)
+    plain = train(SMALL, data, TINY, seed=3)
+    assert [h.train_loss for h in first.history] == [h.train_loss for h in again.history]
+    assert first.history[0].train_loss != plain.history[0].train_loss
+
+
+def test_bad_rand_augment_setting_is_a_preset_error():
+    with pytest.raises(NasError, match="magnitude must be 1..29"):
+        TINY.with_changes(randaugment_ops=2, randaugment_magnitude=40)
+
+
+def test_cli_bad_rand_augment_is_one_line_exit_2(tmp_path, capsys):
+    rc = main(["train", "b0", "--preset", "tiny", "--randaugment", "20", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "ops must be" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_trainer_runs_its_convs_on_reachable_taps(monkeypatch):
+    """The trainer switches on nas.model.builder.skip_unreachable_taps (its correctness is tested in test_model)."""
+    import nas.model.builder
+
+    smallest_maps = []
+    real = nas.model.builder.conv_on_reachable_taps
+
+    def recording(conv, x):
+        smallest_maps.append(x.shape[-1])
+        return real(conv, x)
+
+    monkeypatch.setattr(nas.model.builder, "conv_on_reachable_taps", recording)
+    train(SMALL, synthetic_data(), TINY)
+    assert smallest_maps and min(smallest_maps) <= 2  # at 16 px the last stage runs on 2x2 maps, which its 5x5 kernel overhangs
