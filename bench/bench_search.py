@@ -24,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from nas.arch.cost import count_flops  # noqa: E402
 from nas.arch.efficientnet import efficientnet  # noqa: E402
+from nas.arch.space import encode, load_space  # noqa: E402
 from nas.search.config import SearchConfig  # noqa: E402
 from nas.search.pareto import hypervolume  # noqa: E402
 from nas.search.report import completed_trials  # noqa: E402
 from nas.search.run import proxy_evaluator, run_search  # noqa: E402
-from nas.search.space import encode, load_space  # noqa: E402
 
 
 def cached(evaluate):

@@ -32,7 +32,7 @@ _EXPORTS = {
     "train": "nas.proxy.trainer",
     "get_preset": "nas.proxy.presets",
     "ProxyPreset": "nas.proxy.presets",
-    "load_space": "nas.search.space",
+    "load_space": "nas.arch.space",
     "SearchConfig": "nas.search.config",
     "run_search": "nas.search.run",
     "export": "nas.deploy.export",

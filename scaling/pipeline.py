@@ -80,7 +80,9 @@ def _check_options(base: Spec, options: ScalingOptions) -> None:
 
 def grid_preset(options: ScalingOptions) -> Any:
     """The trainer preset each grid point trains with (the gamma-scaled resolution is applied per point)."""
-    from nas.proxy.presets import get_preset  # pulls in torch, which the family alone never needs
+    from nas.proxy.presets import (
+        get_preset,  # pulls in torch, which the family alone never needs
+    )
 
     if options.proxy is None:
         preset = get_preset(DEFAULT_PROXY).with_changes(**DEFAULT_PROXY_CHANGES)

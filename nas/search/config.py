@@ -9,9 +9,9 @@ from typing import Any
 
 from nas._common.parse import is_int, is_number
 from nas._common.runfiles import RUNS_DIR
+from nas.arch.space import DEFAULT_SPACE
 from nas.errors import NasError
 from nas.search.reward import DEFAULT_TARGET_FLOPS, DEFAULT_WEIGHT, Reward, make_reward
-from nas.search.space import DEFAULT_SPACE
 
 SAMPLERS = ("nsga2", "tpe", "random")
 DIRECTIONS = ("maximize", "minimize")  # (accuracy, FLOPs)

@@ -26,11 +26,11 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from nas.arch.cost import count_flops, count_params
 from nas.arch.resolve import resolve_spec
+from nas.arch.space import SearchSpace, arch_code, encode, load_space, sample
 from nas.arch.spec import Spec
 from nas.errors import NasError
 from nas.search.config import DIRECTIONS, SAMPLERS, SearchConfig
 from nas.search.report import CONFIG_ATTR, write_outputs
-from nas.search.space import SearchSpace, arch_code, encode, load_space, sample
 from nas.studies.runner import REASON_ATTR, RunSummary, run_trials, trial_seconds
 from nas.studies.storage import open_storage
 

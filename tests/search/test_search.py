@@ -12,6 +12,7 @@ import pytest
 from optuna.trial import TrialState
 
 from nas.arch.cost import count_flops, count_params
+from nas.arch.space import decode, load_space
 from nas.arch.spec import Spec
 from nas.errors import NasError
 from nas.search.config import SearchConfig
@@ -19,7 +20,6 @@ from nas.search.pareto import pareto_front
 from nas.search.report import OUTPUT_FILES, load_run_study
 from nas.search.reward import Reward
 from nas.search.run import run_search
-from nas.search.space import decode, load_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 TINY = dict(space="tiny", target_flops=60_000_000, population=4)

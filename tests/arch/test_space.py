@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from nas.arch.cost import count_flops, count_params
 from nas.arch.efficientnet import efficientnet
+from nas.arch.space import arch_code, decode, encode, load_space, sample
 from nas.errors import NasError
-from nas.search.space import arch_code, decode, encode, load_space, sample
 
 # EfficientNet-B0's choices written out by hand from the reference table (not via encode()).
 B0_TABLE = [  # block, kernel, expand, filters, layers
