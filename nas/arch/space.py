@@ -9,6 +9,7 @@ search_spaces/README.md. No Optuna import here: the trial is duck-typed.
 
 from __future__ import annotations
 
+import random
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,16 @@ STAGE_OVERRIDES = ("block", "kernel", "expand", "se_ratio", "skip")
 
 class Suggester(Protocol):
     def suggest_categorical(self, name: str, choices: Any) -> Any: ...
+
+
+class RandomChoices:
+    """A `Suggester` drawing every choice uniformly from a `random.Random`: random sampling without Optuna."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        return self.rng.choice(list(choices))
 
 
 @dataclass(frozen=True)

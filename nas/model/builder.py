@@ -177,3 +177,13 @@ def build_model(spec: Spec, init: str = "reference") -> EfficientNet:
     if init == "reference":
         init_weights(model)
     return model
+
+
+def model_from_state(spec: Spec, state_dict: dict[str, torch.Tensor]) -> EfficientNet:
+    """The network for `spec` holding exactly `state_dict` (every key and shape must fit), without spending
+    time on an initialisation the weights replace: the modules are made on the meta device, then take the
+    tensors as their own. RuntimeError (from load_state_dict) when the weights do not fit."""
+    with torch.device("meta"):
+        model = EfficientNet(spec)
+    model.load_state_dict(state_dict, strict=True, assign=True)
+    return model

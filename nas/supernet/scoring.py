@@ -1,0 +1,82 @@
+"""Scoring a candidate on a trained supernet: extract its weights into the ordinary network that
+`build_model(spec)` builds (the module export writes), recompute its BatchNorm statistics on a fixed set of
+training images, and measure its accuracy and loss on the validation split.
+
+The calibration images and the validation images are prepared once (resized, normalised, channels-last), so
+a score costs one extraction, one forward pass over the calibration images and one over the validation set.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from nas.arch.spec import Spec
+from nas.model.batchnorm import recalibrate_batchnorm
+from nas.model.builder import EfficientNet, model_from_state, skip_unreachable_taps
+from nas.proxy.augment import channel_stats, normalize, resize_images
+from nas.proxy.data import ProxyData
+from nas.supernet.network import Supernet
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    """How a candidate is scored. Once-for-all recalibrates on 2,000 images; far fewer give the same ranking at
+    the proxy's small resolutions, and every image is time spent per candidate (bench_supernet_ranking.py)."""
+
+    calibration_images: int = 512
+    calibration_batch: int = 256
+    val_images: int | None = None  # None: the whole validation split
+    eval_batch: int = 1000
+
+
+@dataclass(frozen=True)
+class Score:
+    """A candidate's supernet score: validation accuracy (fraction) and mean cross-entropy."""
+
+    accuracy: float
+    loss: float
+    seconds: float
+
+
+class SupernetScorer:
+    """Scores specs of the supernet's space on `data` at `resolution` (the supernet's training resolution)."""
+
+    def __init__(self, supernet: Supernet, data: ProxyData, resolution: int,
+                 settings: ScoringSettings | None = None, seed: int = 0) -> None:
+        self.supernet, self.resolution = supernet.eval(), resolution
+        self.settings = settings or ScoringSettings()
+        train_x = resize_images(data.train_x, resolution)
+        self.mean, self.std = channel_stats(train_x)
+        order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed))
+        calibration = normalize(train_x[order[:self.settings.calibration_images]], self.mean, self.std)
+        self.calibration = calibration.split(self.settings.calibration_batch)
+        val_x, self.val_y = data.val_x, data.val_y
+        if self.settings.val_images is not None:
+            val_x, self.val_y = val_x[:self.settings.val_images], self.val_y[:self.settings.val_images]
+        self.val_x = normalize(resize_images(val_x, resolution), self.mean, self.std)
+
+    def network(self, spec: Spec) -> EfficientNet:
+        """The ordinary network of `spec` (a deployed-shape spec of the space) with its supernet weights and
+        recalibrated BatchNorm statistics, in eval mode, at the scorer's input shape."""
+        fitted = self.supernet.fit(spec, self.resolution)
+        model = model_from_state(fitted, self.supernet.extract(fitted))
+        model = skip_unreachable_taps(model).to(memory_format=torch.channels_last)  # the BN pass runs in train mode
+        return recalibrate_batchnorm(model, self.calibration)
+
+    @torch.no_grad()
+    def score(self, spec: Spec) -> Score:
+        """Validation accuracy and loss of `spec`'s extracted, recalibrated network."""
+        started = time.perf_counter()
+        model = self.network(spec)
+        correct, loss = 0, 0.0
+        for start in range(0, len(self.val_x), self.settings.eval_batch):
+            logits = model(self.val_x[start:start + self.settings.eval_batch])
+            labels = self.val_y[start:start + self.settings.eval_batch]
+            correct += int((logits.argmax(1) == labels).sum())
+            loss += float(F.cross_entropy(logits, labels, reduction="sum"))
+        n = len(self.val_x)
+        return Score(correct / n, loss / n, time.perf_counter() - started)
