@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 import time
@@ -26,9 +27,10 @@ from nas.arch.cost import count_flops  # noqa: E402
 from nas.arch.efficientnet import efficientnet  # noqa: E402
 from nas.arch.space import encode, load_space  # noqa: E402
 from nas.search.config import SearchConfig  # noqa: E402
+from nas.search.estimators import proxy_evaluator  # noqa: E402
 from nas.search.pareto import hypervolume  # noqa: E402
-from nas.search.report import completed_trials  # noqa: E402
-from nas.search.run import proxy_evaluator, run_search  # noqa: E402
+from nas.search.run import run_search  # noqa: E402
+from nas.search.selection import completed_trials  # noqa: E402
 
 
 def cached(evaluate):
@@ -69,8 +71,8 @@ def main() -> None:
 
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
-    base = SearchConfig(space=args.space, proxy=args.proxy, target_flops=args.target_flops, n_trials=args.n_trials,
-                        population=args.population, seed=args.seed, runs_dir=str(out), timeout=None)
+    base = SearchConfig(strategy="standalone", space=args.space, proxy=args.proxy, target_flops=args.target_flops, n_trials=args.n_trials,
+                        population=args.population, seed=args.seed, runs_dir=str(out), timeout=math.inf)
     evaluate = cached(proxy_evaluator(base))
     reward = base.reward
     ref_flops = base.hard_cap_flops
@@ -93,7 +95,7 @@ def main() -> None:
         start = time.perf_counter()
         study = run_search(config, evaluate=evaluate, quiet=False)
         seconds = time.perf_counter() - start
-        done = completed_trials(study)
+        done = completed_trials(study.get_trials(deepcopy=False))
         points = [(t.user_attrs["accuracy"], t.user_attrs["flops"]) for t in done]
         best = max(done, key=lambda t: t.user_attrs["reward"]) if done else None
         rows.append({"run": sampler, "trials": len(study.trials), "completed": len(done),

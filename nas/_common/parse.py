@@ -49,14 +49,14 @@ def parse_window(text: str, option: str = "--flops-window") -> tuple[float, floa
     return low, high
 
 
-def parse_timeout(text: str, option: str = "--timeout") -> float | None:
-    """'1080' -> 1080.0; 'none' -> no limit."""
+def parse_timeout(text: str, option: str = "--timeout") -> float:
+    """'1080' -> 1080.0; 'none' -> no limit (math.inf)."""
     if str(text).strip().lower() in ("none", "inf"):
-        return None
+        return math.inf
     try:
         value = float(text)
     except ValueError:
         raise NasError(f"{option}: cannot read {text!r} (expected seconds or 'none')") from None
-    if not 0 < value < math.inf:
+    if not 0 < value <= math.inf:
         raise NasError(f"{option}: must be a positive number of seconds, got {text!r}")
     return value

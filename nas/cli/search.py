@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 
 from nas._common.parse import parse_flops, parse_timeout, parse_window
-from nas.search.config import SAMPLERS, SearchConfig, with_changes
+from nas.search.config import SAMPLERS, STRATEGIES, STRATEGY_DEFAULTS, SearchConfig
+
+
+def _per_strategy(key: str) -> str:
+    return ", ".join(f"{value:g} ({name})" for name, value in
+                     ((name, defaults[key]) for name, defaults in STRATEGY_DEFAULTS.items()))
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -14,10 +19,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "search", help="search a baseline architecture toward a FLOPs target (Optuna, multi-objective)",
         description="Search a space for the architecture with the best reward ACC x (FLOPs/T)^w. "
                     "Running the same command again resumes the study; --n-trials is the study's total.")
+    parser.add_argument("--strategy", default=defaults.strategy, choices=STRATEGIES,
+                        help="supernet: score thousands of candidates on a weight-sharing supernet, then retrain "
+                             "the Pareto candidates around the target stand-alone; standalone: train every "
+                             "candidate (default: %(default)s)")
     parser.add_argument("--space", default=defaults.space,
                         help="search space name or .toml file (default: %(default)s)")
     parser.add_argument("--data", default=defaults.data, help="proxy data set (default: %(default)s)")
-    parser.add_argument("--proxy", default=defaults.proxy, help="proxy training preset (default: %(default)s)")
+    parser.add_argument("--proxy", default=defaults.proxy,
+                        help="stand-alone training preset: every candidate, or the finalists (default: %(default)s)")
+    parser.add_argument("--supernet", metavar="FOLDER",
+                        help="reuse a trained supernet (nas supernet train --out FOLDER) instead of training one "
+                             "in the run folder")
+    parser.add_argument("--supernet-preset", default=defaults.supernet_preset,
+                        help="supernet training preset (default: %(default)s)")
+    parser.add_argument("--finalists", type=int, default=defaults.finalists,
+                        help="supernet strategy: Pareto candidates around the target retrained stand-alone, "
+                             "besides the enqueued models (default: %(default)s)")
     parser.add_argument("--target-flops", default="400M", help="FLOPs target T, e.g. 400M (default: %(default)s)")
     parser.add_argument("--reward-weight", type=float, default=defaults.reward_weight,
                         help="soft reward exponent w (default: %(default)s)")
@@ -26,15 +44,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="soft FLOPs window as multiples of T, guides the samplers (default: %(default)s)")
     parser.add_argument("--hard-cap", type=float, default=defaults.hard_cap,
                         help="candidates above this multiple of T are not trained (default: %(default)s)")
-    parser.add_argument("--n-trials", type=int, default=defaults.n_trials,
-                        help="finished trials the study should hold (default: %(default)s)")
-    parser.add_argument("--timeout", default=str(defaults.timeout),
+    parser.add_argument("--n-trials", type=int,
+                        help=f"finished trials the study should hold (default: {_per_strategy('n_trials')})")
+    parser.add_argument("--timeout",
                         help="start no new trial after this many seconds, 'none' for no limit "
-                             "(default: %(default)s)")
+                             f"(default: {_per_strategy('timeout')})")
     parser.add_argument("--sampler", default=defaults.sampler,
                         help=f"one of {', '.join(SAMPLERS)} (default: %(default)s)")
-    parser.add_argument("--population", type=int, default=defaults.population,
-                        help="NSGA-II population / TPE start-up trials (default: %(default)s)")
+    parser.add_argument("--population", type=int,
+                        help=f"NSGA-II population / TPE start-up trials (default: {_per_strategy('population')})")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed (default: %(default)s)")
     parser.add_argument("--study", default=defaults.study,
                         help="study name; its folder is runs/STUDY (default: %(default)s)")
@@ -50,34 +68,42 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = with_changes(
-        SearchConfig(timeout=parse_timeout(args.timeout)), study=args.study, space=args.space, data=args.data,
-        proxy=args.proxy,
+    given = dict(
+        strategy=args.strategy, timeout=parse_timeout(args.timeout) if args.timeout else None, study=args.study,
+        space=args.space, data=args.data, proxy=args.proxy, supernet=args.supernet,
+        supernet_preset=args.supernet_preset, finalists=args.finalists,
         target_flops=parse_flops(args.target_flops), reward_weight=args.reward_weight,
         hard_reward=args.hard_reward, flops_window=parse_window(args.flops_window), hard_cap=args.hard_cap,
         n_trials=args.n_trials, sampler=args.sampler, population=args.population,
         seed=args.seed, storage=args.storage, workers=args.workers, threads=args.threads,
         enqueue=tuple(args.enqueue), runs_dir=args.runs_dir,
     )
-    print(f"search {config.study!r}: space {config.space}, data {config.data}, proxy {config.proxy}, "
+    # Only what was given: the rest keeps SearchConfig's defaults, which depend on the strategy.
+    config = SearchConfig(**{key: value for key, value in given.items() if value is not None})
+    estimator = (f"supernet ({config.supernet or 'trained in the run folder'}), then {config.finalists} finalists "
+                 f"retrained with proxy {config.proxy}" if config.strategy == "supernet" else f"proxy {config.proxy}")
+    print(f"search {config.study!r}: space {config.space}, data {config.data}, {estimator}, "
           f"target {config.target_flops / 1e6:g}M FLOPs, {config.n_trials} trials, sampler {config.sampler}, "
           f"seed {config.seed}, {config.workers} worker(s); outputs in {config.run_dir}/", flush=True)
     import optuna
 
-    from nas.search.report import completed_trials, selected_trial
+    from nas.search.report import gather
     from nas.search.run import (
         run_search,  # Optuna and torch load only when a search runs
     )
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress lines say what matters
 
-    study = run_search(config)
-    best = selected_trial(completed_trials(study))
+    evidence = gather(run_search(config))
+    best = evidence.selected
     if best is None:
         print("no completed trial: nothing selected")
         return 0
     attrs = best.user_attrs
-    print(f"selected: trial {best.number}  {attrs['arch']}  {attrs['flops'] / 1e6:.1f}M FLOPs  "
-          f"{attrs['params']:,} params  acc {attrs['accuracy']:.4f}  reward {attrs['reward']:.4f}")
+    scores = (f"supernet {evidence.search_trial(best).user_attrs['accuracy']:.4f}, stand-alone "
+              if evidence.supernet else "")
+    print(f"selected: trial {evidence.search_trial(best).number}  {attrs['arch']}  {attrs['flops'] / 1e6:.1f}M "
+          f"FLOPs  {attrs['params']:,} params  acc {scores}{attrs['accuracy']:.4f}  reward {attrs['reward']:.4f}")
     print(f"wrote {config.run_dir}/best.json, trials.csv, pareto.csv, pareto.png, summary.md")
     return 0
+

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,28 +15,45 @@ from nas.search.reward import DEFAULT_TARGET_FLOPS, DEFAULT_WEIGHT, Reward, make
 
 SAMPLERS = ("nsga2", "tpe", "random")
 DIRECTIONS = ("maximize", "minimize")  # (accuracy, FLOPs)
+# How candidates are scored: on a weight-sharing supernet (thousands of candidates, the Pareto candidates
+# around the target then retrained stand-alone) or each trained stand-alone (tens of candidates).
+STRATEGIES = ("supernet", "standalone")
+# Each strategy's budget when the settings leave it open (None): trials, NSGA-II population, and the time after
+# which no new trial starts, so the default search of either kind ends within about 20 minutes on 2 cores.
+STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "supernet": {"n_trials": 1000, "population": 50, "timeout": 420.0},
+    "standalone": {"n_trials": 20, "population": 8, "timeout": 1080.0},
+}
 # Settings that define a study: resuming with different ones would mix incomparable trials.
-IDENTITY_FIELDS = ("space", "data", "proxy", "target_flops", "reward_weight", "hard_reward", "flops_window",
-                   "hard_cap", "sampler", "population", "seed")
+IDENTITY_FIELDS = ("strategy", "space", "data", "proxy", "supernet_preset", "target_flops", "reward_weight",
+                   "hard_reward", "flops_window", "hard_cap", "sampler", "population", "seed")
 
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Everything a search run needs; the defaults are the README's main job (about 20 min on 2 cores)."""
+    """Everything a search run needs; the defaults are the README's main job (about 20 min on 2 cores).
+
+    `n_trials`, `population` and `timeout` left at None take the strategy's defaults (STRATEGY_DEFAULTS);
+    a timeout of math.inf means no limit.
+    """
 
     study: str = "search"
+    strategy: str = "supernet"
     space: str = DEFAULT_SPACE
     data: str = "fashion-mnist"
-    proxy: str = "search"
+    proxy: str = "search"  # the stand-alone preset: every candidate (standalone) or the finalists (supernet)
+    supernet_preset: str = "search"
+    supernet: str | None = None  # a trained supernet's folder to reuse; None: train one in the run folder
+    finalists: int = 4  # supernet strategy: Pareto candidates around the target retrained stand-alone
     target_flops: int = DEFAULT_TARGET_FLOPS
     reward_weight: float = DEFAULT_WEIGHT
     hard_reward: bool = False
     flops_window: tuple[float, float] = (0.75, 1.25)  # soft window, as multiples of the target
     hard_cap: float = 2.0  # candidates above hard_cap x target are not trained
-    n_trials: int = 20
-    timeout: float | None = 1080.0  # no new trial after 18 min: the default search ends within 20 min
+    n_trials: int | None = None
+    timeout: float | None = None  # seconds after which no new trial starts
     sampler: str = "nsga2"
-    population: int = 8  # NSGA-II generation size: small, so a 20-trial search runs a few generations
+    population: int | None = None  # NSGA-II generation size / TPE start-up trials
     seed: int = 0
     enqueue: tuple[str, ...] = ()
     storage: str | None = None
@@ -47,13 +64,18 @@ class SearchConfig:
     grace_s: float = 60.0
 
     def __post_init__(self) -> None:
+        _check(self.strategy in STRATEGIES, "strategy", self.strategy, f"one of {', '.join(STRATEGIES)}")
+        for name, value in STRATEGY_DEFAULTS[self.strategy].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        _check(is_int(self.finalists) and self.finalists >= 1, "finalists", self.finalists, "a positive integer")
         _check(isinstance(self.study, str) and self.study.strip() and "/" not in self.study
                and self.study not in (".", ".."), "study", self.study, "a plain folder name")
         _check(is_int(self.n_trials) and self.n_trials >= 1, "n_trials", self.n_trials, "a positive integer")
         _check(is_number(self.target_flops) and self.target_flops > 0 and math.isfinite(self.target_flops),
                "target_flops", self.target_flops, "a positive number")
-        _check(self.timeout is None or (is_number(self.timeout) and self.timeout > 0), "timeout", self.timeout,
-               "a positive number of seconds")
+        _check(is_number(self.timeout) and self.timeout > 0, "timeout", self.timeout,
+               "a positive number of seconds (math.inf: no limit)")
         _check(self.sampler in SAMPLERS, "sampler", self.sampler, f"one of {', '.join(SAMPLERS)}")
         _check(is_int(self.population) and self.population >= 2, "population", self.population, "an integer >= 2")
         _check(is_int(self.seed) and self.seed >= 0, "seed", self.seed, "a non-negative integer")
@@ -81,6 +103,17 @@ class SearchConfig:
     def hard_cap_flops(self) -> float:
         return self.hard_cap * self.target_flops
 
+    @property
+    def window_flops(self) -> tuple[float, float]:
+        """The soft FLOPs window in FLOPs."""
+        low, high = self.flops_window
+        return low * self.target_flops, high * self.target_flops
+
+    @property
+    def time_limit(self) -> float | None:
+        """The timeout as the study runner takes it (None: no limit)."""
+        return None if math.isinf(self.timeout) else self.timeout
+
     def identity(self) -> dict[str, Any]:
         data = asdict(self)
         return {key: list(data[key]) if isinstance(data[key], tuple) else data[key] for key in IDENTITY_FIELDS}
@@ -90,9 +123,4 @@ class SearchConfig:
 def _check(ok: Any, name: str, value: Any, expected: str) -> None:
     if not ok:
         raise NasError(f"invalid search setting {name}: got {value!r}, expected {expected}")
-
-
-def with_changes(config: SearchConfig, **changes: Any) -> SearchConfig:
-    """A copy of `config` with the given settings changed (None values keep the current ones)."""
-    return replace(config, **{key: value for key, value in changes.items() if value is not None})
 

@@ -1,10 +1,15 @@
 """A search study's outputs, regenerated from the study alone (atomically, so readers never see half a file).
 
-runs/<study>/trials.csv    every trial: state, arch code, FLOPs, params, accuracy, reward, seconds, reason, choices
+runs/<study>/trials.csv    every trial: state, arch code, FLOPs, params, accuracy and reward (by the study's
+                           estimator, named in `estimator`), seconds, reason, choices; with the supernet
+                           strategy also the finalists' stand-alone accuracy and reward
 runs/<study>/pareto.csv    the completed trials on the (accuracy max, FLOPs min) Pareto front
-runs/<study>/best.json     the selected spec (highest reward) with its evidence; what scaling and export read
-runs/<study>/pareto.png    accuracy vs FLOPs: all trials, the front, the target, the selection, B0 when present
-runs/<study>/summary.md    settings, counts, the selection against B0, the front, failures
+runs/<study>/best.json     the selected spec with its evidence; what scaling and export read
+runs/<study>/pareto.png    accuracy vs FLOPs: all trials, the front, the target, finalists, the selection, B0
+runs/<study>/summary.md    settings, phases, counts, the selection against B0, the finalists, the front, failures
+
+With the supernet strategy the selection is the finalist with the highest reward of its stand-alone accuracy;
+with the stand-alone strategy, the trial with the highest reward.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import io
 import json
 import math
 import os
+import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +30,17 @@ from optuna.trial import FrozenTrial, TrialState
 from nas._common.atomic import write_bytes_atomic, write_text_atomic
 from nas._common.runfiles import BEST_FILE, STUDY_JOURNAL
 from nas._common.tables import markdown_table
-from nas.arch.efficientnet import efficientnet
 from nas.arch.spec import Spec
 from nas.errors import NasError
-from nas.search.pareto import pareto_front
+from nas.search.finalists import FINALISTS_SUFFIX, SOURCE_ATTR, load_finalists
+from nas.search.ranking import kendall_tau
 from nas.search.reward import Reward, make_reward
+from nas.search.selection import (
+    b0_trial,
+    completed_trials,
+    front_trials,
+    selected_trial,
+)
 from nas.studies.runner import (
     FAIL_KIND_ATTR,
     REASON_ATTR,
@@ -38,7 +51,9 @@ from nas.studies.runner import (
 from nas.studies.storage import open_storage
 
 CONFIG_ATTR = "search_config"  # written by nas.search.run.open_study
+SUPERNET_RUN_ATTR = "supernet_run"  # the supernet's folder, steps and training seconds (nas.search.run)
 OUTPUT_FILES = ("trials.csv", "pareto.csv", BEST_FILE, "pareto.png", "summary.md")
+FAILURES_LISTED = 20  # pruned and failed trials named in summary.md; the rest are in trials.csv
 
 
 def study_config(study: optuna.Study) -> dict[str, Any]:
@@ -50,24 +65,77 @@ def study_reward(config: dict[str, Any]) -> Reward:
     return make_reward(**{key: config[key] for key in ("target_flops", "reward_weight", "hard_reward") if key in config})
 
 
+@dataclass
+class Evidence:
+    """Everything the outputs show, gathered from the study (and its finalists study) once per write."""
+
+    study: optuna.Study
+    config: dict[str, Any]
+    trials: list[FrozenTrial]
+    completed: list[FrozenTrial]
+    finalists: list[FrozenTrial] = field(default_factory=list)  # completed stand-alone retrainings
+    finalist_of: dict[int, FrozenTrial] = field(default_factory=dict)  # search trial number -> its finalist
+
+    @property
+    def strategy(self) -> str:
+        return self.config.get("strategy", "standalone")
+
+    @property
+    def supernet(self) -> bool:
+        return self.strategy == "supernet"
+
+    @property
+    def selected(self) -> FrozenTrial | None:
+        """The trial whose spec is best.json: a finalist (supernet strategy) or a search trial."""
+        return selected_trial(self.finalists if self.supernet else self.completed)
+
+    @property
+    def b0(self) -> FrozenTrial | None:
+        """EfficientNet-B0's trial among the selectable ones, when it was evaluated."""
+        return b0_trial(self.finalists if self.supernet else self.completed)
+
+    def search_trial(self, trial: FrozenTrial) -> FrozenTrial:
+        """The search trial behind a finalist (itself for the stand-alone strategy)."""
+        number = trial.user_attrs.get(SOURCE_ATTR)
+        return next((t for t in self.completed if t.number == number), trial) if self.supernet else trial
+
+
+def gather(study: optuna.Study) -> Evidence:
+    trials = study.get_trials(deepcopy=False)
+    evidence = Evidence(study, study_config(study), trials, completed_trials(trials))
+    finalists_study = load_finalists(study) if evidence.supernet else None
+    if finalists_study is not None:
+        evidence.finalists = completed_trials(finalists_study.get_trials(deepcopy=False))
+        evidence.finalist_of = {t.user_attrs[SOURCE_ATTR]: t for t in evidence.finalists}
+    return evidence
+
+
 # --- tables ------------------------------------------------------------------------------------------
 
 
-def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
+def trial_rows(evidence: Evidence) -> list[dict[str, Any]]:
     """One flat row per trial (the content of trials.csv)."""
     rows = []
-    for trial in study.get_trials(deepcopy=False):
+    for trial in evidence.trials:
         attrs = trial.user_attrs
         history = attrs.get("val_acc_history")
-        rows.append({
+        row = {
             "number": trial.number,
             "state": trial.state.name,
             "arch": attrs.get("arch"),
             "flops": attrs.get("flops"),
             "params": attrs.get("params"),
+            "estimator": evidence.strategy,
             "accuracy": attrs.get("accuracy"),
             "reward": attrs.get("reward"),
-            "seconds": round(trial_seconds(trial), 2),
+        }
+        if evidence.supernet:
+            final = evidence.finalist_of.get(trial.number)
+            row.update({"supernet_loss": attrs.get("supernet_loss"), "finalist": final is not None,
+                        "standalone_acc": final.user_attrs["accuracy"] if final else None,
+                        "standalone_reward": final.user_attrs["reward"] if final else None})
+        row.update({
+            "seconds": round(trial_seconds(trial), 3),
             "cpu_seconds": attrs.get("cpu_seconds"),
             "reason": attrs.get(REASON_ATTR),
             "fail_kind": attrs.get(FAIL_KIND_ATTR),
@@ -78,88 +146,85 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             "val_acc_history": ";".join(f"{v:.4f}" for v in history) if history else None,
             **trial.params,
         })
+        rows.append(row)
     return rows
 
 
-def completed_trials(study: optuna.Study) -> list[FrozenTrial]:
-    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.user_attrs.get("accuracy") is not None and t.user_attrs.get("flops") is not None]
+def _row(evidence: Evidence, trial: FrozenTrial, label: str | None = None) -> dict[str, Any]:
+    """A trial's key figures; with the supernet strategy both scores when it was retrained."""
+    source = evidence.search_trial(trial)
+    attrs = source.user_attrs
+    row = {"model": label} if label else {}
+    row.update({"number": source.number, "arch": attrs["arch"], "flops": attrs["flops"], "params": attrs["params"]})
+    if not evidence.supernet:
+        return {**row, "accuracy": attrs["accuracy"], "reward": attrs["reward"]}
+    final = trial if trial is not source else evidence.finalist_of.get(source.number)
+    return {**row, "supernet_acc": attrs["accuracy"], "supernet_reward": attrs["reward"],
+            "standalone_acc": final.user_attrs["accuracy"] if final else None,
+            "standalone_reward": final.user_attrs["reward"] if final else None}
 
 
-def front_trials(completed: list[FrozenTrial]) -> list[FrozenTrial]:
-    points = [(t.user_attrs["accuracy"], t.user_attrs["flops"]) for t in completed]
-    return [completed[i] for i in pareto_front(points)]
-
-
-def selected_trial(completed: list[FrozenTrial]) -> FrozenTrial | None:
-    """The completed trial with the highest reward (ties: the earlier trial)."""
-    if not completed:
-        return None
-    return max(completed, key=lambda t: (t.user_attrs["reward"], -t.number))
-
-
-def b0_trial(completed: list[FrozenTrial]) -> FrozenTrial | None:
-    """The completed trial whose architecture is exactly EfficientNet-B0, if the study has one."""
-    b0 = efficientnet("b0").replace(name="").to_dict()
-    for trial in completed:
-        if trial.user_attrs.get("spec") == b0:
-            return trial
-    return None
-
-
-def _front_row(trial: FrozenTrial) -> dict[str, Any]:
+def best_document(evidence: Evidence, trial: FrozenTrial) -> dict[str, Any]:
+    """The content of best.json: the selected spec and its evidence."""
+    config, source = evidence.config, evidence.search_trial(trial)
     attrs = trial.user_attrs
-    return {"number": trial.number, "arch": attrs["arch"], "flops": attrs["flops"], "params": attrs["params"],
-            "accuracy": attrs["accuracy"], "reward": attrs["reward"]}
-
-
-def best_document(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
-    """The content of best.json."""
-    config = study_config(study)
-    attrs = trial.user_attrs
-    return {"spec": attrs["spec"], "reward": attrs["reward"], "accuracy": attrs["accuracy"],
-            "flops": attrs["flops"], "params": attrs["params"], "trial": trial.number, "arch": attrs["arch"],
-            "study": study.study_name, "seed": config.get("seed"), "dataset": config.get("data"),
-            "proxy": config.get("proxy"), "space": config.get("space"), "target_flops": config.get("target_flops"),
-            "reward_formula": study_reward(config).describe()}
+    document = {"spec": attrs["spec"], "reward": attrs["reward"], "accuracy": attrs["accuracy"],
+                "flops": attrs["flops"], "params": attrs["params"], "trial": source.number, "arch": attrs["arch"],
+                "study": evidence.study.study_name, "strategy": evidence.strategy, "seed": config.get("seed"),
+                "dataset": config.get("data"), "proxy": config.get("proxy"), "space": config.get("space"),
+                "target_flops": config.get("target_flops"), "reward_formula": study_reward(config).describe()}
+    if evidence.supernet:
+        document.update({"accuracy_source": f"stand-alone training ({config.get('proxy')} preset)",
+                         "supernet_acc": source.user_attrs["accuracy"],
+                         "supernet_reward": source.user_attrs["reward"], "finalist_trial": trial.number,
+                         "selected_by": "highest reward of the finalists' stand-alone accuracies"})
+    return document
 
 
 # --- plot ----------------------------------------------------------------------------------------------
 
 
-def pareto_png(study: optuna.Study, completed: list[FrozenTrial]) -> bytes:
-    """Accuracy vs FLOPs: every completed trial, the front, the target, the selection and B0."""
+def pareto_png(evidence: Evidence) -> bytes:
+    """Accuracy vs FLOPs: every completed trial, the front, the target, the finalists, the selection, B0."""
     from matplotlib.figure import (
         Figure,  # no pyplot: no global backend state, safe in worker processes
     )
 
-    config = study_config(study)
-    figure = Figure(figsize=(7, 4.5), dpi=110)
+    figure = Figure(figsize=(7.5, 4.8), dpi=110)
     axes = figure.add_subplot()
     mflops = lambda t: t.user_attrs["flops"] / 1e6  # noqa: E731
     accuracy = lambda t: t.user_attrs["accuracy"]  # noqa: E731
-    axes.scatter([mflops(t) for t in completed], [accuracy(t) for t in completed], s=18, c="0.6",
-                 label=f"completed trials ({len(completed)})")
+    score = "supernet score" if evidence.supernet else "proxy accuracy"
+    completed = evidence.completed
+    axes.scatter([mflops(t) for t in completed], [accuracy(t) for t in completed], s=8 if evidence.supernet else 18,
+                 c="0.65", label=f"candidates, {score} ({len(completed)})")
     front = front_trials(completed)
     if front:
-        axes.plot([mflops(t) for t in front], [accuracy(t) for t in front], "o-", c="tab:blue", ms=5,
-                  drawstyle="steps-post", label="Pareto front")
-    if "target_flops" in config:
-        axes.axvline(config["target_flops"] / 1e6, ls="--", c="tab:red",
-                     label=f"target {config['target_flops'] / 1e6:g}M")
-    best = selected_trial(completed)
+        axes.plot([mflops(t) for t in front], [accuracy(t) for t in front], "o-", c="tab:blue", ms=4,
+                  drawstyle="steps-post", label=f"Pareto front ({score})")
+    if evidence.finalists:
+        for final in evidence.finalists:
+            source = evidence.search_trial(final)
+            axes.plot([mflops(source)] * 2, [accuracy(source), accuracy(final)], c="tab:green", lw=0.8, alpha=0.6)
+        axes.scatter([mflops(t) for t in evidence.finalists], [accuracy(t) for t in evidence.finalists],
+                     marker="s", s=40, c="tab:green", zorder=4,
+                     label=f"finalists, stand-alone accuracy ({len(evidence.finalists)})")
+    target = evidence.config.get("target_flops")
+    if target:
+        axes.axvline(target / 1e6, ls="--", c="tab:red", label=f"target {target / 1e6:g}M")
+    best = evidence.selected
     if best is not None:
         axes.scatter([mflops(best)], [accuracy(best)], marker="*", s=220, c="tab:orange", zorder=5,
-                     label=f"selected (trial {best.number})")
-    b0 = b0_trial(completed)
+                     label=f"selected (trial {evidence.search_trial(best).number})")
+    b0 = evidence.b0
     if b0 is not None:
         axes.scatter([mflops(b0)], [accuracy(b0)], marker="D", s=60, facecolors="none", edgecolors="k",
                      zorder=6, label="EfficientNet-B0")
     axes.set_xlabel("FLOPs of the deployed network (M multiply-adds, 224x224x3, 1000 classes)")
-    axes.set_ylabel("proxy validation accuracy")
-    axes.set_title(f"study {study.study_name}: accuracy vs FLOPs")
+    axes.set_ylabel("validation accuracy")
+    axes.set_title(f"study {evidence.study.study_name}: accuracy vs FLOPs")
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8, loc="lower right")
+    axes.legend(fontsize=7, loc="lower right")
     figure.subplots_adjust(left=0.11, right=0.97, top=0.92, bottom=0.13)  # tight_layout would draw twice
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
@@ -169,45 +234,110 @@ def pareto_png(study: optuna.Study, completed: list[FrozenTrial]) -> bytes:
 # --- summary -----------------------------------------------------------------------------------------------
 
 
-def summary_markdown(study: optuna.Study, completed: list[FrozenTrial]) -> str:
-    config = study_config(study)
-    trials = study.get_trials(deepcopy=False)
+def _counts(trials: list[FrozenTrial]) -> str:
     states = {state: sum(t.state == state for t in trials) for state in TrialState}
     stale = sum(t.user_attrs.get(FAIL_KIND_ATTR) == "stale" for t in trials)
     starts = [t.datetime_start for t in trials if t.datetime_start]
     ends = [t.datetime_complete for t in trials if t.datetime_complete]
     wall = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
-    train_s = sum(s for t in trials if not math.isnan(s := trial_seconds(t)))
+    busy = sum(s for t in trials if not math.isnan(s := trial_seconds(t)))
+    return (f"{states[TrialState.COMPLETE]} complete, {states[TrialState.PRUNED]} pruned, "
+            f"{states[TrialState.FAIL]} failed ({stale} of them stale workers, retried), "
+            f"{states[TrialState.RUNNING]} running, {states[TrialState.WAITING]} waiting. "
+            f"Wall time {wall:.0f} s (first start to last finish), {busy:.0f} s of trial time")
+
+
+def _finalists_section(evidence: Evidence) -> list[str]:
+    out = ["\n## Finalists: supernet score against stand-alone training\n\n"]
+    if not evidence.finalists:
+        return out + ["No finalist has been retrained yet.\n"]
+    rows = [_row(evidence, t, "EfficientNet-B0" if t is evidence.b0 else ("selected" if t is evidence.selected
+                                                                          else None)) for t in evidence.finalists]
+    out.append(markdown_table(sorted(rows, key=lambda r: r["flops"])))
+    if len(evidence.finalists) >= 3:
+        tau = kendall_tau([r["supernet_acc"] for r in rows], [r["standalone_acc"] for r in rows])
+        out.append(f"\nKendall tau between the supernet score and the stand-alone accuracy over these "
+                   f"{len(rows)} finalists: {tau:.2f} (few points: a rough check; bench/bench_supernet_ranking.py "
+                   "measures it on 31 architectures against the seed-to-seed noise).\n")
+    return out
+
+
+def _target_section(evidence: Evidence) -> list[str]:
+    """How the selection sits against the target, said plainly when the reward prefers a far smaller network."""
+    target = evidence.config.get("target_flops")
+    best, pool = evidence.selected, (evidence.finalists if evidence.supernet else evidence.completed)
+    if best is None or not target or len(pool) < 2:
+        return []
+    low, high = (w * target for w in evidence.config.get("flops_window", (0.75, 1.25)))
+    near = [t for t in pool if low <= t.user_attrs["flops"] <= high]
+    accuracies = [t.user_attrs["accuracy"] for t in pool]
+    spread = max(accuracies) - min(accuracies)
+    out = ["\n## Against the target\n\n"]
+    flops = best.user_attrs["flops"]
+    where = ("inside" if low <= flops <= high else "below" if flops < low else "above")
+    out.append(f"The selected network has {flops / 1e6:.0f}M FLOPs, {where} the {low / 1e6:g}M-{high / 1e6:g}M "
+               f"window around the {target / 1e6:g}M target. ")
+    if near:
+        top = max(near, key=lambda t: t.user_attrs["accuracy"])
+        out.append(f"{len(near)} of the {len(pool)} {'finalists' if evidence.supernet else 'candidates'} lie "
+                   f"inside the window; the most accurate of them is trial {evidence.search_trial(top).number} "
+                   f"({top.user_attrs['flops'] / 1e6:.0f}M FLOPs, accuracy {top.user_attrs['accuracy']:.4f}, "
+                   f"reward {top.user_attrs['reward']:.4f}). ")
+    if flops < low:
+        out.append(f"The reward prefers a network far below the target because accuracy is flat on this task: "
+                   f"the {'finalists' if evidence.supernet else 'candidates'}' accuracies span only "
+                   f"{100 * spread:.1f} points, so the FLOPs term (w = {evidence.config.get('reward_weight', -0.07)}) "
+                   "decides. On a harder task, or with the hard reward, the target would bind.")
+    return out + ["\n"]
+
+
+def summary_markdown(evidence: Evidence) -> str:
+    config, study = evidence.config, evidence.study
     out = [f"# Search study `{study.study_name}`\n"]
     out.append(markdown_table([{"setting": key, "value": json.dumps(value)} for key, value in config.items()]))
     out.append(f"\nReward: {study_reward(config).describe()}.\n")
-    out.append(f"\nTrials: {states[TrialState.COMPLETE]} complete, {states[TrialState.PRUNED]} pruned, "
-               f"{states[TrialState.FAIL]} failed ({stale} of them stale workers, retried), "
-               f"{states[TrialState.RUNNING]} running, {states[TrialState.WAITING]} waiting. "
-               f"Wall time {wall:.0f} s (first start to last finish), {train_s:.0f} s of trial time.\n")
-    best = selected_trial(completed)
+    if evidence.supernet:
+        run = study.user_attrs.get(SUPERNET_RUN_ATTR)
+        if run:
+            out.append(f"\nPhase 1, supernet: {run['steps']} training steps in {run['seconds']:.0f} s "
+                       f"(`{run['folder']}`).\n")
+        seconds = [t.user_attrs["score_seconds"] for t in evidence.completed if "score_seconds" in t.user_attrs]
+        median = f", median {statistics.median(seconds):.3f} s per score" if seconds else ""
+        out.append(f"\nPhase 2, candidates scored on the supernet: {_counts(evidence.trials)}{median}.\n")
+        final_study = load_finalists(study)
+        if final_study is not None:
+            out.append(f"\nPhase 3, finalists retrained stand-alone: {_counts(final_study.get_trials(deepcopy=False))}.\n")
+    else:
+        out.append(f"\nTrials: {_counts(evidence.trials)}.\n")
+    best = evidence.selected
     out.append("\n## Selected architecture\n\n")
     if best is None:
-        out.append("No completed trial yet.\n")
+        out.append("No completed trial yet.\n" if not evidence.supernet else "No finalist retrained yet.\n")
     else:
-        spec = Spec.from_dict(best.user_attrs["spec"])
         from nas.arch.describe import stage_rows
 
-        out.append(f"Trial {best.number}: `{best.user_attrs['arch']}` (highest reward). Spec in best.json.\n\n")
-        out.append(markdown_table(stage_rows(spec)))
-        b0 = b0_trial(completed)
-        rows = [{"model": f"selected (trial {best.number})", **_front_row(best)}]
+        how = ("highest reward of the finalists' stand-alone accuracies" if evidence.supernet
+               else "highest reward")
+        out.append(f"Trial {evidence.search_trial(best).number}: `{best.user_attrs['arch']}` ({how}). "
+                   "Spec in best.json.\n\n")
+        out.append(markdown_table(stage_rows(Spec.from_dict(best.user_attrs["spec"]))))
+        rows = [_row(evidence, best, "selected")]
+        b0 = evidence.b0
         if b0 is not None:
-            rows.append({"model": f"EfficientNet-B0 (trial {b0.number})", **_front_row(b0)})
+            rows.append(_row(evidence, b0, "EfficientNet-B0"))
         out.append("\n### Against EfficientNet-B0\n\n" if b0 is not None else "\n")
         out.append(markdown_table(rows))
-    out.append("\n## Pareto front (accuracy max, FLOPs min)\n\n")
-    out.append(markdown_table([_front_row(t) for t in front_trials(completed)]))
-    unfinished = [t for t in trials if t.state in (TrialState.PRUNED, TrialState.FAIL)]
+    out += _target_section(evidence)
+    if evidence.supernet:
+        out += _finalists_section(evidence)
+    out.append(f"\n## Pareto front ({'supernet score' if evidence.supernet else 'accuracy'} max, FLOPs min)\n\n")
+    out.append(markdown_table([_row(evidence, t) for t in front_trials(evidence.completed)]))
+    unfinished = [t for t in evidence.trials if t.state in (TrialState.PRUNED, TrialState.FAIL)]
     if unfinished:
-        out.append("\n## Pruned and failed trials\n\n")
+        out.append(f"\n## Pruned and failed trials ({len(unfinished)}"
+                   f"{f'; the first {FAILURES_LISTED}, the rest in trials.csv' if len(unfinished) > FAILURES_LISTED else ''})\n\n")
         out.append(markdown_table([{"number": t.number, "state": t.state.name, "flops": t.user_attrs.get("flops"),
-                               "reason": t.user_attrs.get(REASON_ATTR)} for t in unfinished]))
+                                    "reason": t.user_attrs.get(REASON_ATTR)} for t in unfinished[:FAILURES_LISTED]]))
     return "".join(out)
 
 
@@ -218,31 +348,31 @@ def write_outputs(study: optuna.Study, run_dir: str | os.PathLike[str], plot: bo
     """(Re)write every output file of the study into `run_dir` (pareto.png only if `plot`); returns their paths."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    completed = completed_trials(study)
-    write_text_atomic(run_dir / "trials.csv", pd.DataFrame(trial_rows(study)).to_csv(index=False))
-    front = [_front_row(t) for t in front_trials(completed)]
-    columns = ["number", "arch", "flops", "params", "accuracy", "reward"]
+    evidence = gather(study)
+    write_text_atomic(run_dir / "trials.csv", pd.DataFrame(trial_rows(evidence)).to_csv(index=False))
+    front = [_row(evidence, t) for t in front_trials(evidence.completed)]
+    columns = list(_row(evidence, evidence.completed[0])) if evidence.completed else ["number"]
     write_text_atomic(run_dir / "pareto.csv", pd.DataFrame(front, columns=columns).to_csv(index=False))
     written = [run_dir / "trials.csv", run_dir / "pareto.csv"]
-    best = selected_trial(completed)
+    best = evidence.selected
     if best is not None:
-        write_text_atomic(run_dir / BEST_FILE, json.dumps(best_document(study, best), indent=2) + "\n")
+        write_text_atomic(run_dir / BEST_FILE, json.dumps(best_document(evidence, best), indent=2) + "\n")
         written.append(run_dir / BEST_FILE)
-    write_text_atomic(run_dir / "summary.md", summary_markdown(study, completed))
+    write_text_atomic(run_dir / "summary.md", summary_markdown(evidence))
     written.append(run_dir / "summary.md")
     if plot:
-        write_bytes_atomic(run_dir / "pareto.png", pareto_png(study, completed))
+        write_bytes_atomic(run_dir / "pareto.png", pareto_png(evidence))
         written.append(run_dir / "pareto.png")
     return written
 
 
 def load_run_study(run_dir: str | os.PathLike[str], storage_url: str | None = None) -> optuna.Study:
-    """The study of a run folder: its journal file (or `storage_url`), named after the folder."""
+    """The search study of a run folder: its journal file (or `storage_url`), named after the folder."""
     run_dir = Path(run_dir)
     if storage_url is None and not (run_dir / STUDY_JOURNAL).is_file():
         raise NasError(f"{run_dir}: no {STUDY_JOURNAL} here: not a search run folder (or pass --storage URL)")
     storage = open_storage(storage_url, run_dir)
-    names = optuna.get_all_study_names(storage)
+    names = [name for name in optuna.get_all_study_names(storage) if not name.endswith(FINALISTS_SUFFIX)]
     name = run_dir.name if run_dir.name in names else (names[0] if len(names) == 1 else None)
     if name is None:
         raise NasError(f"no study named {run_dir.name!r} in the storage (found: {', '.join(names) or 'none'})")

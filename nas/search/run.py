@@ -1,12 +1,18 @@
-"""The baseline search: Optuna multi-objective search of a space toward a FLOPs target.
+"""The baseline search: an Optuna multi-objective search of a space toward a FLOPs target, run in phases.
 
-Objectives: the proxy's validation accuracy (maximise) and the FLOPs of the deployed network (minimise),
-counted by the analytic cost model before any training. A soft FLOPs window guides the samplers through
-Optuna's constraints; a candidate above the hard cap is not trained (PRUNED, FLOPs recorded). Selection
-uses the MnasNet reward (nas/reward.py); the outputs are written by nas/study_report.py.
+Objectives: validation accuracy (maximised) and the FLOPs of the deployed network (minimised), counted by the
+analytic cost model before any training. A soft FLOPs window guides the samplers through Optuna's constraints;
+a candidate above the hard cap is not scored (PRUNED, FLOPs recorded).
 
-From Python: `run_search(SearchConfig(...))`, or `search_study(config, evaluate)` with any accuracy source
-`evaluate(spec, on_epoch) -> accuracy` (the shipped one, `proxy_evaluator`, trains for real).
+Strategies (`SearchConfig.strategy`):
+
+- `supernet` (the default): phase 1 trains (or reuses) the space's weight-sharing supernet; phase 2 scores
+  thousands of candidates on it; phase 3 retrains the Pareto candidates around the target (and the enqueued
+  models) stand-alone, and the selection uses the reward of their stand-alone accuracies.
+- `standalone`: every candidate is trained stand-alone; the selection uses the reward of those accuracies.
+
+Every phase resumes where a kill stopped it. From Python: `run_search(SearchConfig(...))`; with the
+stand-alone strategy `evaluate(spec, on_epoch) -> accuracy` may replace the trainer.
 """
 
 from __future__ import annotations
@@ -15,132 +21,32 @@ import math
 import multiprocessing
 import os
 import time
-import zlib
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.samplers import BaseSampler, NSGAIISampler, RandomSampler, TPESampler
-from optuna.trial import FrozenTrial, Trial, TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-from nas.arch.cost import count_flops, count_params
 from nas.arch.resolve import resolve_spec
-from nas.arch.space import SearchSpace, arch_code, encode, load_space, sample
-from nas.arch.spec import Spec
+from nas.arch.space import SearchSpace, encode, load_space
 from nas.errors import NasError
-from nas.search.config import DIRECTIONS, SAMPLERS, SearchConfig
-from nas.search.report import CONFIG_ATTR, write_outputs
+from nas.search.config import DIRECTIONS, SearchConfig
+from nas.search.estimators import (
+    ESTIMATORS,
+    Evaluate,
+    standalone_estimator,
+    supernet_folder,
+)
+from nas.search.finalists import prepare_finalists
+from nas.search.objective import make_objective
+from nas.search.report import CONFIG_ATTR, SUPERNET_RUN_ATTR, write_outputs
+from nas.search.samplers import make_sampler, trial_seed
 from nas.studies.runner import REASON_ATTR, RunSummary, run_trials, trial_seconds
-from nas.studies.storage import open_storage
+from nas.studies.storage import create_or_load_study, open_storage
 
-Evaluate = Callable[[Spec, Callable[[Any], None]], float]
-
-
-# --- samplers -----------------------------------------------------------------------------------
-
-
-def trial_seed(seed: int, trials_so_far: int, salt: int = 0) -> int:
-    """The sampler seed for the next trial: a fixed function of the run seed and the study's length, so a
-    fresh run repeats its sequence exactly and a resumed run continues it rather than restarting it."""
-    return zlib.crc32(f"{seed}:{trials_so_far}:{salt}".encode())
-
-
-# Each sampler: (seed, population) -> a seeded Optuna sampler. NSGA-II and TPE read the soft FLOPs window from
-# the constraints each trial sets (Trial.set_constraint); random sampling ignores it by definition.
-SAMPLER_FACTORIES: dict[str, Callable[[int, int], BaseSampler]] = {
-    "nsga2": lambda seed, population: NSGAIISampler(population_size=population, seed=seed),
-    "tpe": lambda seed, population: TPESampler(seed=seed, n_startup_trials=population, multivariate=True),
-    "random": lambda seed, population: RandomSampler(seed=seed),
-}
-
-
-def make_sampler(name: str, seed: int, population: int = 8) -> BaseSampler:
-    """A seeded sampler by name (`SAMPLERS`: 'nsga2', the default, 'tpe' or 'random')."""
-    if name not in SAMPLER_FACTORIES:
-        raise NasError(f"unknown sampler {name!r}: expected one of {', '.join(SAMPLERS)}")
-    return SAMPLER_FACTORIES[name](seed, population)
-
-
-# --- the objective --------------------------------------------------------------------------------
-
-
-def make_objective(space: SearchSpace, config: SearchConfig, evaluate: Evaluate) -> Callable[[Trial], list[float]]:
-    """The trial function: sample, count FLOPs, prune above the hard cap, train, record the evidence."""
-    reward = config.reward
-    low, high = config.flops_window
-
-    def objective(trial: Trial) -> list[float]:
-        spec = sample(space, trial)
-        spec_dict = spec.to_dict()
-        flops, params = count_flops(spec), count_params(spec)
-        ratio = flops / config.target_flops
-        for key, value in (("arch", arch_code(space, spec)), ("flops", flops), ("params", params),
-                           ("spec", spec_dict)):
-            trial.set_user_attr(key, value)
-        # The soft window: feasible (<= 0) inside [low, high] x target; samplers prefer feasible candidates.
-        trial.set_constraint("flops_above_window", ratio - high)
-        trial.set_constraint("flops_below_window", low - ratio)
-        if flops > config.hard_cap_flops:
-            raise optuna.TrialPruned(f"{flops / 1e6:.1f}M FLOPs is above the hard cap "
-                                     f"{config.hard_cap_flops / 1e6:.0f}M: not trained")
-        twin = _completed_twin(trial.study, spec_dict)
-        if twin is not None:  # the proxy is seeded: training the same network again gives the same result
-            trial.set_user_attr("duplicate_of", twin.number)
-            trial.set_user_attr("val_acc_history", twin.user_attrs.get("val_acc_history", []))
-            accuracy = float(twin.user_attrs["accuracy"])
-        else:
-            accuracy = _train(trial, spec, evaluate)
-        if not math.isfinite(accuracy) or not 0.0 <= accuracy <= 1.0:
-            raise ValueError(f"proxy accuracy {accuracy!r} is not in [0, 1]")
-        trial.set_user_attr("accuracy", accuracy)
-        trial.set_user_attr("reward", reward(accuracy, flops))
-        return [accuracy, float(flops)]
-
-    return objective
-
-
-def _train(trial: Trial, spec: Spec, evaluate: Evaluate) -> float:
-    history: list[float] = []
-
-    def on_epoch(report: Any) -> None:
-        history.append(float(report.val_acc))
-        trial.set_user_attr("val_acc_history", list(history))  # per-epoch evidence (no pruner in MO studies)
-
-    cpu_start = time.process_time()
-    accuracy = float(evaluate(spec, on_epoch))
-    # CPU seconds (all threads) next to the wall time: on a shared machine they tell the trial's real cost.
-    trial.set_user_attr("cpu_seconds", round(time.process_time() - cpu_start, 2))
-    return accuracy
-
-
-def _completed_twin(study: optuna.Study, spec: dict[str, Any]) -> FrozenTrial | None:
-    for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if other.user_attrs.get("spec") == spec and "accuracy" in other.user_attrs:
-            return other
-    return None
-
-
-def proxy_evaluator(config: SearchConfig) -> Evaluate:
-    """The shipped accuracy source: train the candidate on the proxy task, return its validation accuracy.
-
-    The data set is loaded here, once per worker, so a missing data set is reported before any study
-    is created or touched.
-    """
-    from nas.proxy.data import load_dataset
-    from nas.proxy.presets import get_preset
-    from nas.proxy.trainer import train
-
-    preset = get_preset(config.proxy)
-    data = load_dataset(config.data, subset=preset.subset, seed=config.seed)
-
-    def evaluate(spec: Spec, on_epoch: Callable[[Any], None]) -> float:
-        return train(spec, data, preset, seed=config.seed, on_epoch=on_epoch).val_acc
-
-    return evaluate
-
-
-# --- study set-up and runs ------------------------------------------------------------------------
+PHASES = ("search", "finalists")
 
 
 def enqueue_params(space: SearchSpace, text: str) -> dict[str, Any]:
@@ -152,29 +58,18 @@ def enqueue_params(space: SearchSpace, text: str) -> dict[str, Any]:
         raise NasError(f"--enqueue {text}: not in space {space.name!r}: {exc}") from None
 
 
-def _create_or_load(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
-    # Look before creating: a create of an existing study would still append to the journal file.
-    if name not in optuna.get_all_study_names(storage):
-        try:
-            return optuna.create_study(study_name=name, storage=storage, directions=list(DIRECTIONS))
-        except optuna.exceptions.DuplicatedStudyError:
-            pass  # another worker created it a moment ago
-    study = optuna.load_study(study_name=name, storage=storage)
-    if [d.name.lower() for d in study.directions] != list(DIRECTIONS):
-        raise NasError(f"study {name!r} is not a search study (directions {study.directions})")
-    return study
-
-
 def open_study(config: SearchConfig, space: SearchSpace, enqueued: list[tuple[str, dict[str, Any]]]) -> optuna.Study:
     """Create the study, or load it to resume; a resume with different defining settings is refused."""
     storage = open_storage(config.storage, config.run_dir)
-    study = _create_or_load(storage, config.study)
+    study = create_or_load_study(storage, config.study, DIRECTIONS)
     stored = study.user_attrs.get(CONFIG_ATTR)
     identity = {**config.identity(), "space": space.name}
     if stored is None:
         study.set_user_attr(CONFIG_ATTR, identity)
     else:
-        changed = [key for key in identity if stored.get(key) != identity[key]]
+        # A study made before strategies existed was a stand-alone one.
+        changed = [key for key in identity if stored.get(key, "standalone" if key == "strategy" else None)
+                   != identity[key]]
         if changed:
             details = ", ".join(f"{k}: {stored.get(k)!r} (now {identity[k]!r})" for k in changed)
             raise NasError(f"study {config.study!r} exists with other settings ({details}); "
@@ -184,22 +79,49 @@ def open_study(config: SearchConfig, space: SearchSpace, enqueued: list[tuple[st
     return study
 
 
-class OutputRefresher:
-    """The per-trial callback: print the progress line, rewrite the outputs. Drawing pareto.png costs about
-    0.3 s, so it is redrawn at most every `plot_every_s` seconds (every trial of a real search); the last
-    write of a run always draws it."""
+# --- progress ---------------------------------------------------------------------------------------------
 
-    def __init__(self, run_dir: Path, prefix: str = "", quiet: bool = False, plot_every_s: float = 20.0) -> None:
-        self.run_dir, self.prefix, self.quiet, self.plot_every_s = run_dir, prefix, quiet, plot_every_s
-        self._last_plot = -math.inf
+
+class OutputRefresher:
+    """The per-trial callback: progress output, and the outputs rewritten from the study.
+
+    Stand-alone trials take a minute, so each gets its line and a rewrite (pareto.png at most every
+    `plot_every_s`). Supernet trials take a fraction of a second: a summary line at most every `line_every_s`
+    and a rewrite at most every `write_every_s`, so the bookkeeping stays small beside the scoring."""
+
+    def __init__(self, run_dir: Path, prefix: str = "", quiet: bool = False, per_trial: bool = True,
+                 plot_every_s: float = 20.0, line_every_s: float = 10.0, write_every_s: float = 60.0) -> None:
+        self.run_dir, self.prefix, self.quiet, self.per_trial = run_dir, prefix, quiet, per_trial
+        self.plot_every_s, self.line_every_s, self.write_every_s = plot_every_s, line_every_s, write_every_s
+        self._last_plot = self._last_write = -math.inf
+        self._last_line = time.monotonic()
+        self._started, self._done = time.monotonic(), 0
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if not self.quiet:
-            print(progress_line(study, trial, self.prefix), flush=True)
-        plot = time.monotonic() - self._last_plot >= self.plot_every_s
-        write_outputs(study, self.run_dir, plot=plot)
-        if plot:
-            self._last_plot = time.monotonic()
+        self._done += 1
+        now = time.monotonic()
+        if not self.quiet and (self.per_trial or now - self._last_line >= self.line_every_s):
+            line = progress_line(study, trial, self.prefix) if self.per_trial else self._summary_line(study)
+            print(line, flush=True)
+            self._last_line = now
+        if self.per_trial or now - self._last_write >= self.write_every_s:
+            plot = now - self._last_plot >= self.plot_every_s
+            write_outputs(study, self.run_dir, plot=plot)
+            self._last_write = now
+            if plot:
+                self._last_plot = now
+
+    def _summary_line(self, study: optuna.Study) -> str:
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        scored = [t for t in trials if t.state == TrialState.COMPLETE and "reward" in t.user_attrs]
+        rate = self._done / max(time.monotonic() - self._started, 1e-9)
+        text = f"{self.prefix}{len(trials)} candidates ({len(scored)} scored, {rate:.1f}/s here)"
+        if scored:
+            best = max(scored, key=lambda t: t.user_attrs["reward"])
+            text += (f"; best supernet reward {best.user_attrs['reward']:.4f}: trial {best.number} "
+                     f"{best.user_attrs['arch']} {best.user_attrs['flops'] / 1e6:.0f}M acc "
+                     f"{best.user_attrs['accuracy']:.4f}")
+        return text
 
 
 def progress_line(study: optuna.Study, trial: FrozenTrial, prefix: str = "") -> str:
@@ -207,71 +129,151 @@ def progress_line(study: optuna.Study, trial: FrozenTrial, prefix: str = "") -> 
     attrs = trial.user_attrs
     flops = attrs.get("flops")
     flops_text = f"{flops / 1e6:7.1f}M" if flops is not None else "      ?"
-    head = f"{prefix}trial {trial.number:3d}  {attrs.get('arch', '?'):<38} {flops_text}"
+    number = f"trial {attrs['source_trial']:3d}" if "source_trial" in attrs else f"trial {trial.number:3d}"
+    head = f"{prefix}{number}  {attrs.get('arch', '?'):<38} {flops_text}"
     seconds = trial_seconds(trial)
     if trial.state == TrialState.COMPLETE:
         return f"{head}  acc {attrs['accuracy']:.4f}  reward {attrs['reward']:.4f}  {seconds:5.1f}s"
     return f"{head}  {trial.state.name.lower()}: {attrs.get(REASON_ATTR, '')}  {seconds:5.1f}s"
 
 
-def search_study(config: SearchConfig, evaluate: Evaluate, *, worker_index: int = 0,
+# --- the phases -------------------------------------------------------------------------------------------
+
+
+def prepare_supernet(config: SearchConfig, space: SearchSpace, quiet: bool = False) -> dict[str, Any]:
+    """Phase 1 of the supernet strategy: a trained supernet; returns its folder, steps and training seconds.
+    A folder the settings name must hold a fully trained supernet of this space, data set and split; the
+    run folder's own is trained, or resumed."""
+    from nas.proxy.data import load_dataset
+    from nas.supernet.training import (
+        CHECKPOINT_FILE,
+        checkpoint_complete,
+        get_supernet_preset,
+        load_supernet,
+        mismatches,
+        train_supernet,
+    )
+
+    folder = supernet_folder(config)
+    preset = get_supernet_preset(config.supernet_preset)
+    if config.supernet or ((folder / CHECKPOINT_FILE).is_file() and checkpoint_complete(folder / CHECKPOINT_FILE)):
+        trained = load_supernet(folder)
+        identity = trained.identity
+        differs = mismatches(identity, space, config.data, config.seed)
+        if not config.supernet and (identity["preset"] != asdict(preset)
+                                    or identity["window"] != list(config.window_flops)):
+            differs.append("supernet preset or FLOPs window")
+        if differs:
+            raise NasError(f"the supernet in {folder} was trained for another {' and '.join(differs)}: "
+                           "train one for this search or search what it was trained for")
+        if not quiet:
+            print(f"[supernet] reusing {folder} ({trained.steps_done} steps, {trained.seconds:.0f} s)", flush=True)
+        return {"folder": str(folder), "steps": trained.steps_done, "seconds": trained.seconds}
+    data = load_dataset(config.data, seed=config.seed)
+    if not quiet:
+        low, high = config.window_flops
+        print(f"[supernet] training {preset.steps} steps of batch {preset.batch_size} at {preset.resolution} px, "
+              f"sandwich members in {low / 1e6:g}M-{high / 1e6:g}M FLOPs -> {folder}", flush=True)
+
+    def on_log(figures: dict[str, Any]) -> None:
+        if not quiet:
+            print(f"[supernet] step {figures['step']}/{figures['steps']}: loss largest "
+                  f"{figures['loss_largest']:.3f} smallest {figures['loss_smallest']:.3f}, "
+                  f"{figures['images_per_s']:.0f} img/s, {figures['seconds']:.0f} s", flush=True)
+
+    trained = train_supernet(space, data, preset, window=config.window_flops, seed=config.seed, folder=folder,
+                             on_log=on_log, data_source=config.data, log_every=max(1, preset.steps // 10))
+    return {"folder": str(folder), "steps": trained.steps_done, "seconds": trained.seconds}
+
+
+def search_study(config: SearchConfig, evaluate: Evaluate | None = None, *, worker_index: int = 0,
                  on_trial_end: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> RunSummary:
-    """One worker of a search: open (or resume) the study and run trials until it holds `n_trials`."""
+    """Phase 2 (one worker): open (or resume) the study and score candidates until it holds `n_trials`."""
     space = load_space(config.space)
     enqueued = [(text, enqueue_params(space, text)) for text in config.enqueue]
+    estimator = ESTIMATORS[config.strategy](config, evaluate)  # data errors surface before the study is touched
     study = open_study(config, space, enqueued)
     # Workers on other machines share no index: keep their sampler seeds apart by process id.
     salt = worker_index if config.storage is None else os.getpid()
-    objective = make_objective(space, config, evaluate)
     return run_trials(
-        study, objective, n_trials=config.n_trials, timeout=config.timeout,
+        study, make_objective(space, config, estimator), n_trials=config.n_trials, timeout=config.time_limit,
         sampler_factory=lambda k: make_sampler(config.sampler, trial_seed(config.seed, k, salt), config.population),
         on_trial_end=on_trial_end, heartbeat_s=config.heartbeat_s, grace_s=config.grace_s,
     )
 
 
-def _worker_main(config: SearchConfig, worker_index: int, threads: int) -> None:
+def finalists_study(config: SearchConfig, evaluate: Evaluate | None = None, *, worker_index: int = 0,
+                    on_trial_end: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> RunSummary:
+    """Phase 3 (one worker): retrain the finalists stand-alone until each has its result."""
+    space = load_space(config.space)
+    estimator = standalone_estimator(config, evaluate)
+    study, budget = prepare_finalists(config, open_study(config, space, []))
+    return run_trials(study, make_objective(space, config, estimator), n_trials=budget,
+                      sampler_factory=lambda k: make_sampler("random", trial_seed(config.seed, k, worker_index)),
+                      on_trial_end=on_trial_end, heartbeat_s=config.heartbeat_s, grace_s=config.grace_s)
+
+
+def _phase(config: SearchConfig, phase: str, evaluate: Evaluate | None, worker_index: int, quiet: bool) -> None:
+    prefix = f"[w{worker_index}] " if config.workers > 1 else ""
+    per_trial = phase == "finalists" or config.strategy == "standalone"
+    refresher = OutputRefresher(config.run_dir, prefix=f"{prefix}[{phase}] " if config.strategy == "supernet"
+                                else prefix, quiet=quiet, per_trial=per_trial)
+    run = search_study if phase == "search" else finalists_study
+    run(config, evaluate, worker_index=worker_index, on_trial_end=refresher)
+
+
+def _worker_main(config: SearchConfig, phase: str, worker_index: int, threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    search_study(config, proxy_evaluator(config), worker_index=worker_index,
-                 on_trial_end=OutputRefresher(config.run_dir, prefix=f"[w{worker_index}] "))
+    _phase(config, phase, None, worker_index, quiet=False)
+
+
+def _run_phase(config: SearchConfig, phase: str, evaluate: Evaluate | None, quiet: bool) -> None:
+    """One phase in this process, or on `config.workers` worker processes sharing the study's storage."""
+    if config.workers == 1:
+        _phase(config, phase, evaluate, 0, quiet)
+        return
+    if evaluate is not None:
+        raise NasError("a custom accuracy source runs with one worker only")
+    threads = config.threads or max(1, (os.cpu_count() or 1) // config.workers)
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_worker_main, args=(config, phase, i, threads), name=f"nas-worker-{i}")
+               for i in range(config.workers)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    bad = [w.name for w in workers if w.exitcode != 0]
+    if bad:
+        raise NasError(f"worker process(es) {', '.join(bad)} exited with an error (see above); "
+                       "run the same command again to resume")
 
 
 def run_search(config: SearchConfig, *, evaluate: Evaluate | None = None, quiet: bool = False) -> optuna.Study:
-    """Run (or resume) a search with `config.workers` worker processes and write its outputs.
+    """Run (or resume) a search and write its outputs; returns the search study.
 
-    With one worker everything runs in this process (and `evaluate` may replace the proxy trainer); with
-    several, worker processes share the study through its storage and each trains with cores / workers
-    threads.
+    With one worker everything runs in this process; with several, worker processes share each phase's
+    study through its storage and each computes with cores / workers threads.
     """
+    if evaluate is not None and config.strategy != "standalone":
+        raise NasError("a custom accuracy source replaces stand-alone training: use the standalone strategy")
     space = load_space(config.space)
     enqueued = [(text, enqueue_params(space, text)) for text in config.enqueue]
-    if config.workers == 1:
-        if config.threads is not None:
-            import torch
+    if config.threads is not None and config.workers == 1:
+        import torch
 
-            torch.set_num_threads(config.threads)
-        evaluate = evaluate or proxy_evaluator(config)  # data errors surface before the study is touched
-        search_study(config, evaluate, on_trial_end=OutputRefresher(config.run_dir, quiet=quiet))
-    else:
-        if evaluate is not None:
-            raise NasError("a custom accuracy source runs with one worker only")
-        proxy_evaluator(config)  # check the data once, here, before any worker starts
+        torch.set_num_threads(config.threads)
+    if config.strategy == "supernet":
+        supernet = prepare_supernet(config, space, quiet)
+        open_study(config, space, enqueued).set_user_attr(SUPERNET_RUN_ATTR, supernet)
+    if config.workers > 1:
+        ESTIMATORS[config.strategy](config, None)  # data problems surface here, not once per worker
         open_study(config, space, enqueued)  # created once, so workers never race to create it
-        threads = config.threads or max(1, (os.cpu_count() or 1) // config.workers)
-        context = multiprocessing.get_context("spawn")
-        workers = [context.Process(target=_worker_main, args=(config, i, threads), name=f"nas-worker-{i}")
-                   for i in range(config.workers)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        bad = [w.name for w in workers if w.exitcode != 0]
-        if bad:
-            raise NasError(f"worker process(es) {', '.join(bad)} exited with an error (see above); "
-                           "run the same command again to resume")
+    _run_phase(config, "search", evaluate, quiet)
+    if config.strategy == "supernet":
+        _run_phase(config, "finalists", evaluate, quiet)
     study = open_study(config, space, [])
     write_outputs(study, config.run_dir)
     return study

@@ -92,10 +92,16 @@ def recover_stale_trials(study: optuna.Study, grace_s: float = DEFAULT_GRACE_S) 
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         except UpdateFinishedTrialError:
             continue  # another worker recovered it first (or it just finished)
-        keep = {k: v for k, v in trial.user_attrs.items() if k not in (WORKER_ATTR, HEARTBEAT_ATTR)}
-        study.enqueue_trial(trial.params, user_attrs={**keep, RETRY_ATTR: trial.number})
+        _retry(study, trial.params, trial.user_attrs, trial.number)
         recovered.append(trial.number)
     return recovered
+
+
+def _retry(study: optuna.Study, params: dict, attrs: dict, number: int) -> None:
+    """Enqueue a stopped trial's parameters again, keeping the attributes it was enqueued with (what it is a
+    finalist of, which model it is) but not those of the run that stopped."""
+    keep = {k: v for k, v in attrs.items() if k not in (WORKER_ATTR, HEARTBEAT_ATTR, REASON_ATTR, FAIL_KIND_ATTR)}
+    study.enqueue_trial(params, user_attrs={**keep, RETRY_ATTR: number})
 
 
 class _Heartbeat:
@@ -172,7 +178,7 @@ def _run_one(study: optuna.Study, trial: Trial, objective: Objective, heartbeat_
             trial.set_user_attr(FAIL_KIND_ATTR, "stale")
             trial.set_user_attr(REASON_ATTR, "interrupted; retried on the next run")
             _tell(study, trial, state=TrialState.FAIL)
-            study.enqueue_trial(trial.params, user_attrs={RETRY_ATTR: trial.number})
+            _retry(study, trial.params, study._storage.get_trial(trial._trial_id).user_attrs, trial.number)
             raise
         except Exception as exc:  # the trial fails, the study goes on
             trial.set_user_attr(FAIL_KIND_ATTR, "error")

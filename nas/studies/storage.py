@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
+import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
@@ -55,3 +57,19 @@ def _lost_table_creation_race(exc: Exception) -> bool:
     """Several workers creating a fresh database's tables at once: SQLAlchemy's create_all is not atomic, and
     the losers see a duplicate-key error; opening again then finds the tables made."""
     return any(marker in str(exc) for marker in ("UniqueViolation", "already exists"))
+
+
+def create_or_load_study(storage: BaseStorage, name: str, directions: Sequence[str]) -> optuna.Study:
+    """The study `name` in `storage`, created with `directions` if it does not exist yet (several workers may
+    race to create it: the losers load it); NasError if it exists with other directions."""
+    # Look before creating: a create of an existing study would still append to the journal file.
+    if name not in optuna.get_all_study_names(storage):
+        try:
+            return optuna.create_study(study_name=name, storage=storage, directions=list(directions))
+        except optuna.exceptions.DuplicatedStudyError:
+            pass  # another worker created it a moment ago
+    study = optuna.load_study(study_name=name, storage=storage)
+    if [d.name.lower() for d in study.directions] != list(directions):
+        raise NasError(f"study {name!r} has directions {[d.name.lower() for d in study.directions]}, "
+                       f"not {list(directions)}: it is not a study of this kind")
+    return study

@@ -166,6 +166,14 @@ def _identity(space: SearchSpace, data: ProxyData, preset: SupernetPreset, windo
             "train_images": len(data.train_y), "preset": asdict(preset), "window": list(window), "seed": seed}
 
 
+def mismatches(identity: dict[str, Any], space: SearchSpace, data_source: str, seed: int) -> list[str]:
+    """What a trained supernet's identity does not share with a search of `space` on `data_source` split
+    with `seed` (the space's choices, the data set, the split): empty when it can score that search."""
+    mine = {"space": space.name, "space_stages": json.loads(json.dumps([asdict(s) for s in space.stages])),
+            "network": space.network, "data_source": data_source, "seed": seed}
+    return [key for key, value in mine.items() if identity.get(key) != value]
+
+
 def _decayed_groups(supernet: Supernet, weight_decay: float) -> list[dict]:
     # L2 on conv and linear weights (every parameter with more than one dimension), not BN or biases.
     params = list(supernet.parameters())
@@ -183,7 +191,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def train_supernet(space: SearchSpace, data: ProxyData, preset: SupernetPreset, *, window: tuple[float, float],
                    seed: int = 0, folder: str | Path | None = None,
                    on_log: Callable[[dict[str, Any]], None] | None = None, log_every: int = 50,
-                   stop_after: int | None = None) -> SupernetRun:
+                   stop_after: int | None = None, data_source: str | None = None) -> SupernetRun:
     """Train (or resume from `folder`/supernet.pt) a supernet of `space` on `data` with `preset`.
 
     `window` is the FLOPs range (absolute, of the deployed network) the random sandwich members are drawn
@@ -193,7 +201,7 @@ def train_supernet(space: SearchSpace, data: ProxyData, preset: SupernetPreset, 
     """
     if preset.subset is not None:
         data = data.limit(preset.subset)
-    identity = _identity(space, data, preset, window, seed)
+    identity = {**_identity(space, data, preset, window, seed), "data_source": data_source}
     torch.manual_seed(seed)
     supernet = Supernet(space, data.in_channels, data.num_classes)
     optimizer = RMSpropTF(_decayed_groups(supernet, preset.weight_decay), lr=0.0, rho=0.9, momentum=0.9, eps=1e-3)
@@ -205,11 +213,13 @@ def train_supernet(space: SearchSpace, data: ProxyData, preset: SupernetPreset, 
         if checkpoint.get("identity") != identity:
             raise NasError(f"{path} was trained with other settings (space, data, preset, FLOPs window or seed); "
                            "use another folder, or the same settings to resume it")
-        supernet.load_state_dict(checkpoint["supernet"])
         ema.module.load_state_dict(checkpoint["ema"])
         ema.updates = checkpoint["ema_updates"]
-        optimizer.load_state_dict(checkpoint["optimizer"])
         start, seconds = checkpoint["step"], checkpoint["seconds"]
+        if start >= preset.steps:  # finished already
+            return SupernetRun(ema.module.eval(), preset, identity, start, seconds)
+        supernet.load_state_dict(checkpoint["supernet"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
         log.info("resumed the supernet at step %d of %d from %s", start, preset.steps, path)
 
     train_x = resize_images(data.train_x, preset.resolution)
@@ -225,8 +235,10 @@ def train_supernet(space: SearchSpace, data: ProxyData, preset: SupernetPreset, 
     def save(step: int, elapsed: float) -> None:
         if path is None:
             return
-        state = {"identity": identity, "step": step, "seconds": elapsed, "supernet": supernet.state_dict(),
-                 "ema": ema.module.state_dict(), "ema_updates": ema.updates, "optimizer": optimizer.state_dict()}
+        state = {"identity": identity, "step": step, "seconds": elapsed, "ema": ema.module.state_dict(),
+                 "ema_updates": ema.updates}
+        if step < preset.steps:  # what a resume needs; a finished run keeps only the weights it is scored with
+            state.update(supernet=supernet.state_dict(), optimizer=optimizer.state_dict())
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
 
@@ -282,15 +294,19 @@ def train_supernet(space: SearchSpace, data: ProxyData, preset: SupernetPreset, 
             save(done, seconds)
             last_save = time.monotonic()
     save(end, seconds)
-    scored = Supernet(space, data.in_channels, data.num_classes)
-    scored.load_state_dict(ema.module.state_dict())
-    return SupernetRun(scored.eval(), preset, identity, end, seconds)
+    return SupernetRun(ema.module.eval(), preset, identity, end, seconds)
 
 
 def _check_finite(loss: torch.Tensor, step: int) -> None:
     if not torch.isfinite(loss):
         raise NasError(f"supernet training diverged: loss {loss.item()} at step {step}; "
                        "try a smaller learning rate")
+
+
+def checkpoint_complete(path: Path) -> bool:
+    """Whether a supernet checkpoint holds a finished training run."""
+    checkpoint = load_checkpoint(path)
+    return checkpoint["step"] >= checkpoint["identity"]["preset"]["steps"]
 
 
 def load_supernet(folder: str | Path) -> SupernetRun:

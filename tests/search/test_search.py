@@ -22,7 +22,7 @@ from nas.search.reward import Reward
 from nas.search.run import run_search
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-TINY = dict(space="tiny", target_flops=60_000_000, population=4)
+TINY = dict(strategy="standalone", space="tiny", target_flops=60_000_000, population=4)
 
 
 class Epoch:
@@ -158,7 +158,8 @@ def test_failures_inside_trials_are_recorded_and_the_study_goes_on(tmp_path):
 
 
 def test_enqueue_b0_runs_it_first_and_reports_it(tmp_path):
-    cfg = SearchConfig(runs_dir=str(tmp_path), study="m", n_trials=3, enqueue=("b0",), sampler="random")
+    cfg = SearchConfig(strategy="standalone", runs_dir=str(tmp_path), study="m", n_trials=3, enqueue=("b0",),
+                       sampler="random")
     study = run_search(cfg, evaluate=fake_evaluate, quiet=True)
     first = study.get_trials()[0]
     assert first.user_attrs["params"] == 5_288_548 and first.user_attrs["enqueued"] == "b0"
@@ -195,7 +196,8 @@ def test_tiny_search_end_to_end_with_the_real_proxy_and_resume(tmp_path, run_nas
 
     if not Path(FASHION_MNIST_DIR).is_dir():
         pytest.skip(f"Fashion-MNIST is not installed in {FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)")
-    argv = ["search", "--space", "tiny", "--proxy", "tiny", "--target-flops", "60M", "--population", "2",
+    argv = ["search", "--strategy", "standalone", "--space", "tiny", "--proxy", "tiny", "--target-flops", "60M",
+            "--population", "2",
             "--study", "e2e", "--runs-dir", str(tmp_path), "--seed", "1"]
     code, out, err = run_nas(*argv, "--n-trials", "2")
     assert code == 0, err

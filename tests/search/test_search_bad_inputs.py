@@ -16,7 +16,7 @@ from tests.search.test_search import fake_evaluate
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 # The existing study every bad command points at (same settings as these arguments).
-STUDY_ARGS = ["--space", "tiny", "--proxy", "tiny", "--target-flops", "60M", "--population", "2", "--study", "keep"]
+STUDY_ARGS = ["--strategy", "standalone", "--space", "tiny", "--proxy", "tiny", "--target-flops", "60M", "--population", "2", "--study", "keep"]
 
 
 def _files(tmp_path: Path) -> dict[str, bytes]:
@@ -89,7 +89,7 @@ BAD_INPUTS = [  # (extra arguments, a word the one-line message must contain)
 @pytest.fixture(scope="module")
 def study_template(tmp_path_factory) -> Path:
     runs = tmp_path_factory.mktemp("template") / "runs"
-    run_search(SearchConfig(space="tiny", proxy="tiny", target_flops=60_000_000, population=2, study="keep",
+    run_search(SearchConfig(strategy="standalone", space="tiny", proxy="tiny", target_flops=60_000_000, population=2, study="keep",
                             n_trials=2, runs_dir=str(runs)), evaluate=fake_evaluate, quiet=True)
     return runs
 

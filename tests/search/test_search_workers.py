@@ -20,7 +20,7 @@ from nas.search.report import OUTPUT_FILES, load_run_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 ROOT = Path(__file__).resolve().parents[2]
-TINY_ARGS = ["--space", "tiny", "--proxy", "tiny", "--target-flops", "60M", "--population", "2"]
+TINY_ARGS = ["--strategy", "standalone", "--space", "tiny", "--proxy", "tiny", "--target-flops", "60M", "--population", "2"]
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ import torch
 from nas.arch.cost import count_flops
 from nas.arch.space import load_space
 from nas.errors import NasError
-from nas.proxy.augment import normalize, resize_images
+from nas.proxy.augment import resize_images
 from nas.proxy.data import load_dataset
 from nas.proxy.trainer import evaluate
 from nas.supernet.scoring import ScoringSettings, SupernetScorer

@@ -1,0 +1,96 @@
+"""Accuracy estimators: what scores a candidate. One shape, `estimator(spec, record) -> accuracy`, where
+`record(key, value)` keeps a piece of evidence on the trial (Optuna stays out of the estimators).
+
+- `standalone`: train the candidate on the proxy task with the stand-alone preset (`config.proxy`); records
+  the per-epoch validation accuracy and the CPU seconds. A custom accuracy source `evaluate(spec, on_epoch)`
+  can take the trainer's place (tests, other proxies).
+- `supernet`: score the candidate on a trained supernet (extraction, BN recalibration, validation accuracy);
+  records the validation loss and the seconds the score took.
+
+The data set is loaded when the estimator is made, once per worker, so a missing data set is reported
+before any study is touched.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from nas.arch.spec import Spec
+from nas.search.config import SearchConfig
+
+Record = Callable[[str, Any], None]
+Estimator = Callable[[Spec, Record], float]
+Evaluate = Callable[[Spec, Callable[[Any], None]], float]  # a custom accuracy source: (spec, on_epoch) -> accuracy
+
+SUPERNET_FOLDER = "supernet"  # inside the run folder, unless the settings name a trained one
+
+
+def proxy_evaluator(config: SearchConfig) -> Evaluate:
+    """The shipped stand-alone accuracy source: train the candidate on the proxy task, return its validation
+    accuracy (`config.proxy` preset, `config.seed` for the data split and the training)."""
+    from nas.proxy.data import load_dataset
+    from nas.proxy.presets import get_preset
+    from nas.proxy.trainer import train
+
+    preset = get_preset(config.proxy)
+    data = load_dataset(config.data, subset=preset.subset, seed=config.seed)
+
+    def evaluate(spec: Spec, on_epoch: Callable[[Any], None]) -> float:
+        return train(spec, data, preset, seed=config.seed, on_epoch=on_epoch).val_acc
+
+    return evaluate
+
+
+def standalone_estimator(config: SearchConfig, evaluate: Evaluate | None = None) -> Estimator:
+    """Stand-alone training of every candidate (or `evaluate` in its place)."""
+    evaluate = evaluate or proxy_evaluator(config)
+
+    def estimate(spec: Spec, record: Record) -> float:
+        history: list[float] = []
+
+        def on_epoch(report: Any) -> None:
+            history.append(float(report.val_acc))
+            record("val_acc_history", list(history))  # per-epoch evidence (no pruner in MO studies)
+
+        cpu_start = time.process_time()
+        accuracy = float(evaluate(spec, on_epoch))
+        # CPU seconds (all threads) next to the wall time: on a shared machine they tell the trial's real cost.
+        record("cpu_seconds", round(time.process_time() - cpu_start, 2))
+        return accuracy
+
+    return estimate
+
+
+def supernet_folder(config: SearchConfig) -> Path:
+    """Where the search's supernet lives: the folder the settings name, or the run folder's own."""
+    return Path(config.supernet) if config.supernet else config.run_dir / SUPERNET_FOLDER
+
+
+def supernet_estimator(config: SearchConfig, evaluate: Evaluate | None = None) -> Estimator:
+    """Scores on the trained supernet in `supernet_folder(config)` (`evaluate` is not used)."""
+    from nas.proxy.data import load_dataset
+    from nas.supernet.scoring import SupernetScorer
+    from nas.supernet.training import load_supernet
+
+    run = load_supernet(supernet_folder(config))
+    data = load_dataset(config.data, seed=config.seed)
+    if run.preset.subset is not None:
+        data = data.limit(run.preset.subset)
+    scorer = SupernetScorer(run.supernet, data, run.preset.resolution, seed=config.seed)
+
+    def estimate(spec: Spec, record: Record) -> float:
+        score = scorer.score(spec)
+        record("supernet_loss", round(score.loss, 5))
+        record("score_seconds", round(score.seconds, 3))
+        return score.accuracy
+
+    return estimate
+
+
+ESTIMATORS: dict[str, Callable[[SearchConfig, Evaluate | None], Estimator]] = {
+    "standalone": standalone_estimator,
+    "supernet": supernet_estimator,
+}

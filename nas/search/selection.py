@@ -1,0 +1,57 @@
+"""Which trials a search reports and selects: the completed ones, their Pareto front, the reward's choice,
+EfficientNet-B0's trial, and (supernet strategy) the finalists to retrain stand-alone."""
+
+from __future__ import annotations
+
+import math
+
+from optuna.trial import FrozenTrial, TrialState
+
+from nas.arch.efficientnet import efficientnet
+from nas.search.pareto import pareto_front
+
+ENQUEUED_ATTR = "enqueued"
+
+
+def completed_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials that finished with an accuracy and FLOPs."""
+    return [t for t in trials if t.state == TrialState.COMPLETE
+            and t.user_attrs.get("accuracy") is not None and t.user_attrs.get("flops") is not None]
+
+
+def front_trials(completed: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The (accuracy max, FLOPs min) Pareto front, by increasing FLOPs."""
+    points = [(t.user_attrs["accuracy"], t.user_attrs["flops"]) for t in completed]
+    return [completed[i] for i in pareto_front(points)]
+
+
+def selected_trial(completed: list[FrozenTrial]) -> FrozenTrial | None:
+    """The completed trial with the highest reward (ties: the earlier trial)."""
+    if not completed:
+        return None
+    return max(completed, key=lambda t: (t.user_attrs["reward"], -t.number))
+
+
+def b0_trial(completed: list[FrozenTrial]) -> FrozenTrial | None:
+    """The completed trial whose architecture is exactly EfficientNet-B0, if there is one."""
+    b0 = efficientnet("b0").replace(name="").to_dict()
+    return next((trial for trial in completed if trial.user_attrs.get("spec") == b0), None)
+
+
+def choose_finalists(completed: list[FrozenTrial], window: tuple[float, float], target: float,
+                     count: int) -> list[FrozenTrial]:
+    """The supernet's candidates worth retraining stand-alone: `count` of its Pareto front inside the FLOPs
+    `window` (the highest rewards when more), topped up with the front's members nearest the target when
+    fewer, plus every enqueued model (B0 as the reference). Ordered by trial number."""
+    front = front_trials(completed)
+    inside = [t for t in front if window[0] <= t.user_attrs["flops"] <= window[1]]
+    chosen = sorted(inside, key=lambda t: (-t.user_attrs["reward"], t.number))[:count]
+    if len(chosen) < count:
+        rest = sorted((t for t in front if t not in chosen),
+                      key=lambda t: (abs(math.log(t.user_attrs["flops"] / target)), t.number))
+        chosen += rest[:count - len(chosen)]
+    chosen += [t for t in completed if t.user_attrs.get(ENQUEUED_ATTR) and t not in chosen]
+    unique: dict[str, FrozenTrial] = {}
+    for trial in sorted(chosen, key=lambda t: t.number):
+        unique.setdefault(repr(sorted(trial.params.items())), trial)  # a duplicate candidate is retrained once
+    return list(unique.values())
