@@ -193,13 +193,16 @@ def search_study(config: SearchConfig, evaluate: Evaluate | None = None, *, work
     enqueued = [(text, enqueue_params(space, text)) for text in config.enqueue]
     estimator = ESTIMATORS[config.strategy](config, evaluate)  # data errors surface before the study is touched
     study = open_study(config, space, enqueued)
-    # Workers on other machines share no index: keep their sampler seeds apart by process id.
+    # One sampler for the run, seeded by the study's length: a fresh run repeats its sequence, a resumed one
+    # continues with another. (A new sampler per trial would lose NSGA-II's incremental search-space cache and
+    # recompute it over every trial, each time.) Workers on other machines share no index: their seeds are
+    # kept apart by process id.
     salt = worker_index if config.storage is None else os.getpid()
-    return run_trials(
-        study, make_objective(space, config, estimator), n_trials=config.n_trials, timeout=config.time_limit,
-        sampler_factory=lambda k: make_sampler(config.sampler, trial_seed(config.seed, k, salt), config.population),
-        on_trial_end=on_trial_end, heartbeat_s=config.heartbeat_s, grace_s=config.grace_s,
-    )
+    study.sampler = make_sampler(config.sampler, trial_seed(config.seed, len(study.get_trials(deepcopy=False)), salt),
+                                 config.population)
+    return run_trials(study, make_objective(space, config, estimator), n_trials=config.n_trials,
+                      timeout=config.time_limit, on_trial_end=on_trial_end, heartbeat_s=config.heartbeat_s,
+                      grace_s=config.grace_s)
 
 
 def finalists_study(config: SearchConfig, evaluate: Evaluate | None = None, *, worker_index: int = 0,
@@ -208,8 +211,8 @@ def finalists_study(config: SearchConfig, evaluate: Evaluate | None = None, *, w
     space = load_space(config.space)
     estimator = standalone_estimator(config, evaluate)
     study, budget = prepare_finalists(config, open_study(config, space, []))
+    study.sampler = make_sampler("random", config.seed)  # every finalist is enqueued: nothing is sampled
     return run_trials(study, make_objective(space, config, estimator), n_trials=budget,
-                      sampler_factory=lambda k: make_sampler("random", trial_seed(config.seed, k, worker_index)),
                       on_trial_end=on_trial_end, heartbeat_s=config.heartbeat_s, grace_s=config.grace_s)
 
 
