@@ -1,120 +1,162 @@
-"""NSGA-II against random sampling at an equal trial budget, on the same proxy.
+"""Search quality at an equal wall-clock budget: NSGA-II on supernet scores, random sampling on supernet scores
+and today's stand-alone search (NSGA-II, every candidate trained), each under several seeds.
 
-For each sampler a fresh study of N trials (default space, 400M target) is run; the script prints the
-hypervolume of each study's (accuracy, FLOPs) front, its best reward, and EfficientNet-B0's reward under the
-same proxy as the reference line. Identical architectures are trained once (the proxy is seeded, so a second
-training would give the same accuracy): the comparison is unchanged and the bench runs faster.
+Every run gets `--budget` seconds. The supernet runs share one supernet (trained once, its training time
+counted in each run's budget): their scoring phase gets what the budget leaves after the supernet and the
+finalists (estimated from B0's stand-alone time). The stand-alone run uses its whole budget for candidates.
+Then each run's answer is retrained stand-alone under a fresh seed (the same for every run; one training per
+distinct network): its reported Pareto set (the finalists, or the stand-alone front) and its selected network.
+Printed per method, over seeds: the hypervolume of the retrained (error, FLOPs/T) front against the reference
+point (error 1, FLOPs/T = the hard cap), the retrained selected network's reward, and their spread.
+Runs and retrainings are cached in `--out`, so the bench resumes. Usage:
 
-    .venv/bin/python bench/bench_search.py --threads 1           # default proxy ('search'), 16 trials each
-    .venv/bin/python bench/bench_search.py --proxy tiny --n-trials 12 --space tiny --target-flops 60000000
+    python bench/bench_search.py [--budget 900] [--seeds 0,1,2] [--threads N] [--out runs/bench-search]
+    python bench/bench_search.py --space tiny --proxy tiny --supernet-preset tiny --target-flops 40M --budget 60
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
-import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
 
 import optuna
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from nas._common.atomic import write_text_atomic  # noqa: E402
+from nas._common.parse import parse_flops  # noqa: E402
+from nas._common.tables import print_table  # noqa: E402
 from nas.arch.cost import count_flops  # noqa: E402
 from nas.arch.efficientnet import efficientnet  # noqa: E402
 from nas.arch.space import encode, load_space  # noqa: E402
+from nas.arch.spec import Spec  # noqa: E402
 from nas.search.config import SearchConfig  # noqa: E402
 from nas.search.estimators import proxy_evaluator  # noqa: E402
 from nas.search.pareto import hypervolume  # noqa: E402
-from nas.search.run import run_search  # noqa: E402
-from nas.search.selection import completed_trials  # noqa: E402
+from nas.search.report import gather  # noqa: E402
+from nas.search.run import prepare_supernet, run_search  # noqa: E402
+from nas.search.selection import front_trials  # noqa: E402
 
-
-def cached(evaluate):
-    """Train each distinct architecture once."""
-    results: dict[str, tuple[float, list[float]]] = {}
-
-    def run(spec, on_epoch):
-        key = spec.to_json()
-        if key not in results:
-            history: list[float] = []
-
-            def record(report):
-                history.append(float(report.val_acc))
-                on_epoch(report)
-
-            results[key] = (evaluate(spec, record), history)
-        return results[key][0]
-
-    return run
+METHODS = {  # name: (strategy, sampler)
+    "nsga2 on supernet": ("supernet", "nsga2"),
+    "random on supernet": ("supernet", "random"),
+    "stand-alone nsga2": ("standalone", "nsga2"),
+}
+RETRAIN_SEED = 100  # a seed no run trained with: the retrained accuracies carry no selection bias
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-trials", type=int, default=16)
-    parser.add_argument("--proxy", default="search")
+    parser.add_argument("--budget", type=float, default=900.0, help="wall-clock seconds per run")
+    parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--space", default="mnasnet")
-    parser.add_argument("--target-flops", type=int, default=400_000_000)
-    parser.add_argument("--population", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="runs/bench-search")
-    parser.add_argument("--threads", type=int, help="torch threads (1 is fastest on a busy machine)")
+    parser.add_argument("--proxy", default="search")
+    parser.add_argument("--supernet-preset", default="search")
+    parser.add_argument("--target-flops", default="400M")
+    parser.add_argument("--finalists", type=int, default=4)
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-search"))
     args = parser.parse_args()
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    args.out.mkdir(parents=True, exist_ok=True)
+    cache_path = args.out / "results.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
 
-    out = Path(args.out)
-    shutil.rmtree(out, ignore_errors=True)
-    base = SearchConfig(strategy="standalone", space=args.space, proxy=args.proxy, target_flops=args.target_flops, n_trials=args.n_trials,
-                        population=args.population, seed=args.seed, runs_dir=str(out), timeout=math.inf)
-    evaluate = cached(proxy_evaluator(base))
-    reward = base.reward
-    ref_flops = base.hard_cap_flops
+    def save() -> None:
+        write_text_atomic(cache_path, json.dumps(cache, indent=1))
 
-    rows = []
-    b0 = efficientnet("b0").replace(name="")
-    try:
-        encode(load_space(args.space), b0)
-        start = time.perf_counter()
-        b0_acc = evaluate(b0, lambda report: None)
-        rows.append({"run": "EfficientNet-B0 (reference)", "trials": 1, "completed": 1,
-                     "hypervolume": hypervolume([(b0_acc, count_flops(b0))], ref_flops) / 1e6,
-                     "best_reward": reward(b0_acc, count_flops(b0)), "best_accuracy": b0_acc,
-                     "best_mflops": count_flops(b0) / 1e6, "seconds": time.perf_counter() - start})
-    except Exception as exc:  # B0 is not in a custom space: no reference line
-        print(f"(no B0 reference: {exc})")
+    target = parse_flops(args.target_flops)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    common = dict(space=args.space, proxy=args.proxy, supernet_preset=args.supernet_preset, target_flops=target,
+                  finalists=args.finalists, runs_dir=str(args.out))
+    space = load_space(args.space)
+    shared = SearchConfig(study="shared", **common)
+    standalone_time = _standalone_seconds(shared, space, cache, save)
+    supernet_run = prepare_supernet(SearchConfig(study="shared", **common), space)  # trained once, counted per run
+    print(f"supernet: {supernet_run['seconds']:.0f} s of training; stand-alone training ~{standalone_time:.0f} s "
+          f"per candidate; budget {args.budget:.0f} s per run", flush=True)
 
-    for sampler in ("nsga2", "random"):
-        config = SearchConfig(**{**base.__dict__, "sampler": sampler, "study": sampler})
-        start = time.perf_counter()
-        study = run_search(config, evaluate=evaluate, quiet=False)
-        seconds = time.perf_counter() - start
-        done = completed_trials(study.get_trials(deepcopy=False))
-        points = [(t.user_attrs["accuracy"], t.user_attrs["flops"]) for t in done]
-        best = max(done, key=lambda t: t.user_attrs["reward"]) if done else None
-        rows.append({"run": sampler, "trials": len(study.trials), "completed": len(done),
-                     "hypervolume": hypervolume(points, ref_flops) / 1e6,
-                     "best_reward": best.user_attrs["reward"] if best else float("nan"),
-                     "best_accuracy": best.user_attrs["accuracy"] if best else float("nan"),
-                     "best_mflops": best.user_attrs["flops"] / 1e6 if best else float("nan"),
-                     "seconds": seconds})
+    for name, (strategy, sampler) in METHODS.items():
+        for seed in seeds:
+            key = f"run:{name}:{seed}"
+            if key in cache:
+                continue
+            study = f"{strategy}-{sampler}-s{seed}"
+            config = dict(common, study=study, strategy=strategy, sampler=sampler, seed=seed)
+            if strategy == "supernet":
+                left = args.budget - supernet_run["seconds"] - args.finalists * standalone_time
+                if left <= 0:
+                    raise SystemExit(f"--budget {args.budget:g} s leaves nothing after the supernet and finalists")
+                config.update(supernet=supernet_run["folder"], timeout=left, n_trials=100_000)
+            else:
+                config.update(timeout=args.budget, n_trials=100_000)
+            started = time.perf_counter()
+            evidence = gather(run_search(SearchConfig(**config), quiet=True))
+            seconds = time.perf_counter() - started + (supernet_run["seconds"] if strategy == "supernet" else 0)
+            pool = evidence.finalists if evidence.supernet else front_trials(evidence.completed)
+            best = evidence.selected
+            cache[key] = {"seconds": seconds, "candidates": len(evidence.completed),
+                          "front": [t.user_attrs["spec"] for t in pool], "selected": best.user_attrs["spec"]}
+            save()
+            print(f"{name} seed {seed}: {len(evidence.completed)} candidates in {seconds:.0f} s", flush=True)
 
-    print(f"\nproxy {args.proxy}, space {args.space}, target {args.target_flops / 1e6:g}M, {args.n_trials} trials "
-          f"per sampler, seed {args.seed}; hypervolume in accuracy x MFLOPs up to ({ref_flops / 1e6:g}M, acc 0)")
-    print(f"{'run':<30}{'trials':>7}{'done':>6}{'hypervolume':>13}{'best reward':>13}{'its acc':>9}"
-          f"{'its MFLOPs':>12}{'s':>8}")
-    for row in rows:
-        print(f"{row['run']:<30}{row['trials']:>7}{row['completed']:>6}{row['hypervolume']:>13.1f}"
-              f"{row['best_reward']:>13.4f}{row['best_accuracy']:>9.4f}{row['best_mflops']:>12.1f}"
-              f"{row['seconds']:>8.0f}")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "result.json").write_text(json.dumps(rows, indent=2) + "\n")
+    retrain = proxy_evaluator(SearchConfig(**common, seed=RETRAIN_SEED))
+    reward = shared.reward
+    rows, per_method = [], {}
+    for name in METHODS:
+        for seed in seeds:
+            run = cache[f"run:{name}:{seed}"]
+            points = []
+            for spec_dict in run["front"] + [run["selected"]]:
+                spec_key = f"retrain:{json.dumps(spec_dict, sort_keys=True)}"
+                if spec_key not in cache:
+                    cache[spec_key] = retrain(Spec.from_dict(spec_dict), lambda report: None)
+                    save()
+                points.append((cache[spec_key], count_flops(Spec.from_dict(spec_dict))))
+            accuracy, flops = points[-1]
+            # (accuracy, FLOPs/T) up to (0, hard cap): the area the (error, FLOPs/T) front dominates below (1, cap)
+            hv = hypervolume([(a, f / target) for a, f in points], shared.hard_cap, 0.0)
+            per_method.setdefault(name, []).append((hv, reward(accuracy, flops)))
+            rows.append({"method": name, "seed": seed, "candidates": run["candidates"], "seconds": round(run["seconds"]),
+                         "hypervolume": round(hv, 4), "selected_reward": round(reward(accuracy, flops), 4),
+                         "selected_acc": round(accuracy, 4), "selected_mflops": round(flops / 1e6, 1)})
+    print()
+    print_table(rows)
+    summary = [{"method": name, "hypervolume_mean": round(statistics.fmean(v[0] for v in values), 4),
+                "hypervolume_spread": round(max(v[0] for v in values) - min(v[0] for v in values), 4),
+                "reward_mean": round(statistics.fmean(v[1] for v in values), 4),
+                "reward_spread": round(max(v[1] for v in values) - min(v[1] for v in values), 4)}
+               for name, values in per_method.items()]
+    print()
+    print_table(summary)
+    print(f"\nretrained stand-alone ({args.proxy} preset, seed {RETRAIN_SEED}); hypervolume of (error, FLOPs/T) up to "
+          f"(1, {shared.hard_cap:g}); reward {reward.describe()}")
+
+
+def _standalone_seconds(config: SearchConfig, space, cache: dict, save) -> float:
+    """Seconds of one stand-alone training of B0 (or of the space's first candidate), measured once."""
+    if "standalone_seconds" not in cache:
+        evaluate = proxy_evaluator(config)
+        b0 = efficientnet("b0").replace(name="")
+        try:
+            encode(space, b0)
+            spec = b0
+        except Exception:  # B0 is not in a custom space
+            from nas.arch.space import decode
+
+            spec = decode(space, {name: choices[0] for name, choices in space.param_choices().items()})
+        started = time.perf_counter()
+        evaluate(spec, lambda report: None)
+        cache["standalone_seconds"] = time.perf_counter() - started
+        save()
+    return float(cache["standalone_seconds"])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""What the scaling stage writes to runs/<study>/family/: member specs, family.csv, grid.csv, scaling.png.
+"""What the scaling stage writes to runs/<study>/family/: member specs, family.csv, grid.csv, scaling.png,
+summary.md, and with the ablation ablation.csv and ablation.png.
 
 Every file is written atomically (temp file + os.replace), so an interrupted run never leaves half a file.
 """
@@ -53,8 +54,8 @@ def write_grid(folder: Path, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def plot_scaling(path: Path, grid: Sequence[dict[str, Any]], family: Sequence[dict[str, Any]]) -> None:
-    """Left: grid points at (beta, gamma), alpha written beside them, coloured by proxy accuracy.
-    Right: the family's actual FLOPs ratio to the base against 2^phi."""
+    """Left: grid points at (beta, gamma), alpha written beside them, coloured by their rung-0 accuracy (the
+    one every point has), ringed by how far they got. Right: the family's FLOPs ratio to the base against 2^phi."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a window
@@ -63,18 +64,21 @@ def plot_scaling(path: Path, grid: Sequence[dict[str, Any]], family: Sequence[di
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     if grid:
         x, rank = _dodged_beta(grid)
-        trained = [i for i, row in enumerate(grid) if row["val_acc"] != ""]
-        untrained = [i for i, row in enumerate(grid) if row["val_acc"] == ""]
+        trained = [i for i, row in enumerate(grid) if row.get("rung0_acc", "") != ""]
+        untrained = [i for i, row in enumerate(grid) if row.get("rung0_acc", "") == ""]
+        rungs = [i for i in range(8) if f"rung{i}_acc" in grid[0]]
         if trained:
+            reached = [max(r for r in rungs if grid[i][f"rung{r}_acc"] != "") for i in trained]
             dots = left.scatter([x[i] for i in trained], [grid[i]["gamma"] for i in trained],
-                                c=[grid[i]["val_acc"] for i in trained], cmap="viridis", s=90, edgecolors="black")
-            figure.colorbar(dots, ax=left, label="proxy validation accuracy")
+                                c=[grid[i]["rung0_acc"] for i in trained], cmap="viridis", s=90,
+                                edgecolors="black", linewidths=[0.5 + 1.5 * r for r in reached])
+            figure.colorbar(dots, ax=left, label="rung-0 validation accuracy (ring: rung reached)")
         if untrained:
             left.scatter([x[i] for i in untrained], [grid[i]["gamma"] for i in untrained],
-                         facecolors="none", edgecolors="grey", s=90, label="not trained")
+                         facecolors="none", edgecolors="grey", s=90, label="not trained / failed")
             left.legend(loc="upper right")
         for row, position, k in zip(grid, x, rank):
-            marker = " *" if row.get("chosen") else ""
+            marker = " *" if row.get("chosen") else (" (paper)" if row.get("reference") else "")
             left.annotate(f"a={row['alpha']:g}{marker}", (position, row["gamma"]),
                           textcoords="offset points", xytext=(6, 4 - 11 * k), fontsize=8)
         left.margins(0.2)  # room for the labels of the outermost points
@@ -96,6 +100,49 @@ def plot_scaling(path: Path, grid: Sequence[dict[str, Any]], family: Sequence[di
     figure.tight_layout()
     _save_figure_atomic(figure, path)
     plt.close(figure)
+
+
+def write_ablation(folder: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """ablation.csv and ablation.png (accuracy against FLOPs, one line per method)."""
+    from scaling.ablation import plot_ablation
+
+    write_text_atomic(folder / "ablation.csv", csv_text(rows))
+    plot_ablation(folder / "ablation.png", list(rows))
+
+
+def write_summary(path: Path, report: Any) -> None:
+    """summary.md: the coefficients and how they were found, the grid, the family, the ablation's verdicts."""
+    from nas._common.tables import markdown_table
+
+    out = ["# Scaling\n\n"]
+    if report.coefficients:
+        alpha, beta, gamma = report.coefficients
+        how = "chosen by the grid search" if report.grid else "given"
+        out.append(f"Coefficients ({how}): alpha = {alpha:g}, beta = {beta:g}, gamma = {gamma:g} "
+                   f"(alpha x beta^2 x gamma^2 = {alpha * beta**2 * gamma**2:.3f}).\n")
+    else:
+        out.append("Coefficients: the published B1-B7 multipliers.\n")
+    if report.separation:
+        out.append(f"\nAgainst the seed spread: {report.separation}.\n")
+    if report.grid:
+        paper = [row for row in report.grid if row.get("reference") or
+                 (row["alpha"], row["beta"], row["gamma"]) == (1.2, 1.1, 1.15)]
+        if paper and paper[0]["val_acc"] != "":
+            out.append(f"\nThe paper's point (1.2, 1.1, 1.15), trained beside the grid: validation accuracy "
+                       f"{paper[0]['val_acc']} ({paper[0]['state']}).\n")
+        failed = [row for row in report.grid if row["state"] == "failed"]
+        out.append(f"\n## Grid at phi = 1 ({len(report.grid)} points, successive halving"
+                   f"{f'; {len(failed)} failed to train and cannot win' if failed else ''})\n\n")
+        out.append(markdown_table(list(report.grid)))
+    if report.verdicts:
+        out.append("\n## Compound against single-dimension scaling (ablation.csv, ablation.png)\n\n")
+        out.append("".join(f"- {line}\n" for line in report.verdicts))
+        out.append("\n" + markdown_table(list(report.ablation)))
+    out.append("\n## Family\n\n")
+    out.append(markdown_table(list(report.family)))
+    if report.left_out:
+        out.append(f"\nLeft out {', '.join(report.left_out)}: past the spec's limits.\n")
+    write_text_atomic(path, "".join(out))
 
 
 def _dodged_beta(grid: Sequence[dict[str, Any]]) -> tuple[list[float], list[int]]:

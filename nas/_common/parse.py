@@ -60,3 +60,11 @@ def parse_timeout(text: str, option: str = "--timeout") -> float:
     if not 0 < value <= math.inf:
         raise NasError(f"{option}: must be a positive number of seconds, got {text!r}")
     return value
+
+
+def parse_numbers(text: str, option: str, kind: type = float) -> tuple:
+    """'4500,9000' -> (4500, 9000) with `kind` int or float."""
+    try:
+        return tuple(kind(part) for part in str(text).split(","))
+    except ValueError:
+        raise NasError(f"{option}: cannot read {text!r} (expected comma-separated {kind.__name__} values)") from None

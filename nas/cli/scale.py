@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nas._common.parse import parse_flops_list
+from nas._common.parse import parse_flops_list, parse_numbers
 from nas._common.runfiles import RUNS_DIR
 from nas._common.tables import print_table
 from nas.arch.efficientnet import is_family_name
@@ -17,7 +17,6 @@ from nas.arch.resolve import RUN_FOLDER_SPEC_FILES, resolve_spec
 from nas.errors import NasError
 from scaling.grid import CONSTRAINTS, DEPTH_ROUNDINGS
 from scaling.pipeline import (
-    DEFAULT_PROXY_CHANGES,
     ScalingOptions,
     ScalingReport,
     scale_base,
@@ -44,12 +43,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              " network's FLOPs ratio (default %(default)s)")
     parser.add_argument("--depth-rounding", choices=DEPTH_ROUNDINGS, default=defaults.depth_rounding,
                         help="stage repeats: ceil (the reference's) or round to nearest (default %(default)s)")
-    parser.add_argument("--proxy", help="proxy training preset per grid point (default: 'scale' cut to"
-                                        f" {DEFAULT_PROXY_CHANGES['epochs']} epochs on"
-                                        f" {DEFAULT_PROXY_CHANGES['subset']:,} images)")
-    parser.add_argument("--epochs", type=int, help="epochs per grid point, overriding the preset's")
-    parser.add_argument("--subset", type=int,
-                        help="images (train + validation) per grid point, overriding the preset's")
+    parser.add_argument("--proxy", default=defaults.proxy,
+                        help="proxy preset whose recipe and base resolution every run uses (default %(default)s)")
+    parser.add_argument("--rung-images", default=",".join(map(str, defaults.rung_images)),
+                        help="successive halving: training images per run at each rung; the first rung trains"
+                             " every point, each next the better half, the last the best two for two epochs"
+                             " (default %(default)s)")
+    parser.add_argument("--final-seeds", type=int, default=defaults.final_seeds,
+                        help="seeds of the last rung's runs, to hold the winner's lead against (default %(default)s)")
+    parser.add_argument("--ablation", action="store_true",
+                        help="also train compound against depth-, width- and resolution-only scaling of the base"
+                             " at the same FLOPs (ablation.csv, ablation.png)")
+    parser.add_argument("--ablation-budgets", default=",".join(f"{b:g}" for b in defaults.ablation_budgets),
+                        help="FLOPs budgets of the ablation as multiples of the base's (default %(default)s)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--study", help="run folder name under --runs (default: the base's study folder,"
@@ -100,8 +106,10 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     options = ScalingOptions(
         grid_step=args.grid_step, tolerance=args.tolerance, constraint=args.constraint,
-        depth_rounding=args.depth_rounding, data=args.data, proxy=args.proxy, epochs=args.epochs,
-        subset=args.subset, seed=args.seed,
+        depth_rounding=args.depth_rounding, data=args.data, proxy=args.proxy,
+        rung_images=parse_numbers(args.rung_images, "--rung-images", int), final_seeds=args.final_seeds,
+        ablation=args.ablation, ablation_budgets=parse_numbers(args.ablation_budgets, "--ablation-budgets", float),
+        seed=args.seed,
         storage=args.storage, coefficients=_coefficients(args), published=args.published,
         budgets=parse_flops_list(args.budgets) if args.budgets else None, progress=sys.stderr.isatty(),
     )
@@ -123,6 +131,10 @@ def _print_report(report: ScalingReport) -> None:
               f" (alpha*beta^2*gamma^2 = {alpha * beta**2 * gamma**2:.3f})")
     else:
         print("coefficients: the published B1-B7 multipliers")
+    if report.separation:
+        print(f"against the seed spread: {report.separation}")
+    for line in report.verdicts:
+        print(f"ablation: {line}")
     print_table(report.family)
     if report.left_out:
         print(f"left out {', '.join(report.left_out)}: past the spec's limits (64 blocks a stage, 4096 pixels)")

@@ -76,7 +76,7 @@ def supernet_estimator(config: SearchConfig, evaluate: Evaluate | None = None) -
     from nas.supernet.training import load_supernet
 
     run = load_supernet(supernet_folder(config))
-    data = load_dataset(config.data, seed=config.seed)
+    data = load_dataset(config.data, seed=run.identity["seed"])  # the supernet's own split: it never trained on its val
     if run.preset.subset is not None:
         data = data.limit(run.preset.subset)
     scorer = SupernetScorer(run.supernet, data, run.preset.resolution, seed=config.seed)

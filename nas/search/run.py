@@ -159,10 +159,10 @@ def prepare_supernet(config: SearchConfig, space: SearchSpace, quiet: bool = Fal
     if config.supernet or ((folder / CHECKPOINT_FILE).is_file() and checkpoint_complete(folder / CHECKPOINT_FILE)):
         trained = load_supernet(folder)
         identity = trained.identity
-        differs = mismatches(identity, space, config.data, config.seed)
-        if not config.supernet and (identity["preset"] != asdict(preset)
+        differs = mismatches(identity, space, config.data)
+        if not config.supernet and (identity["preset"] != asdict(preset) or identity["seed"] != config.seed
                                     or identity["window"] != list(config.window_flops)):
-            differs.append("supernet preset or FLOPs window")
+            differs.append("supernet preset, seed or FLOPs window")
         if differs:
             raise NasError(f"the supernet in {folder} was trained for another {' and '.join(differs)}: "
                            "train one for this search or search what it was trained for")
@@ -213,7 +213,8 @@ def finalists_study(config: SearchConfig, evaluate: Evaluate | None = None, *, w
     study, budget = prepare_finalists(config, open_study(config, space, []))
     study.sampler = make_sampler("random", config.seed)  # every finalist is enqueued: nothing is sampled
     return run_trials(study, make_objective(space, config, estimator), n_trials=budget,
-                      on_trial_end=on_trial_end, heartbeat_s=config.heartbeat_s, grace_s=config.grace_s)
+                      on_trial_end=on_trial_end, heartbeat_s=config.heartbeat_s, grace_s=config.grace_s,
+                      queued_only=True)
 
 
 def _phase(config: SearchConfig, phase: str, evaluate: Evaluate | None, worker_index: int, quiet: bool) -> None:

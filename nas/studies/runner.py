@@ -198,8 +198,12 @@ def run_trials(
     heartbeat_s: float = DEFAULT_HEARTBEAT_S,
     grace_s: float = DEFAULT_GRACE_S,
     max_failures: int | None = None,
+    queued_only: bool = False,
 ) -> RunSummary:
     """One worker's loop: run trials until the study holds `n_trials` finished ones (see the module doc).
+
+    With `queued_only` the loop runs the study's queued (enqueued) trials and stops when none is left, once
+    the ones other workers run have finished: a failed trial is not replaced by a sampled one.
 
     `sampler_factory(k)` (optional) gives the sampler for the next trial, `k` being the number of trials in
     the study; seeding it from `k` makes a resumed run continue a sequence instead of repeating its start.
@@ -215,6 +219,11 @@ def run_trials(
             break
         if summary.failed >= max(1, max_failures):
             break
+        if queued_only and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                break
+            time.sleep(min(heartbeat_s, 2.0))  # another worker's trial may stop and be queued again
+            continue
         if budget_used(study) >= n_trials:
             if finished_count(study) >= n_trials:
                 break

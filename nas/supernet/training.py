@@ -166,11 +166,12 @@ def _identity(space: SearchSpace, data: ProxyData, preset: SupernetPreset, windo
             "train_images": len(data.train_y), "preset": asdict(preset), "window": list(window), "seed": seed}
 
 
-def mismatches(identity: dict[str, Any], space: SearchSpace, data_source: str, seed: int) -> list[str]:
-    """What a trained supernet's identity does not share with a search of `space` on `data_source` split
-    with `seed` (the space's choices, the data set, the split): empty when it can score that search."""
+def mismatches(identity: dict[str, Any], space: SearchSpace, data_source: str) -> list[str]:
+    """What a trained supernet's identity does not share with a search of `space` on `data_source` (the
+    space's choices, the data set): empty when it can score that search. The supernet scores on its own
+    validation split, so a search with another seed may reuse it."""
     mine = {"space": space.name, "space_stages": json.loads(json.dumps([asdict(s) for s in space.stages])),
-            "network": space.network, "data_source": data_source, "seed": seed}
+            "network": space.network, "data_source": data_source}
     return [key for key, value in mine.items() if identity.get(key) != value]
 
 

@@ -1,0 +1,64 @@
+"""The ablation: compound against depth-, width- and resolution-only scaling of one base at the same FLOPs."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from nas.arch.cost import count_flops
+from nas.arch.efficientnet import efficientnet
+from nas.arch.spec import Spec, StageSpec
+from nas.errors import NasError
+from nas.proxy.presets import PRESETS
+from scaling.ablation import FLOPS_MATCH, METHODS, scale_to_budget
+from tests.scaling.test_grid_study import QUICK
+
+# Small enough to train in seconds, with channels and repeats fine enough for every method to land within 5%.
+BASE = Spec(stages=(StageSpec("ds", 1, 3, 1, 1, 16, 0.25), StageSpec("mbconv", 2, 3, 2, 3, 40, 0.25),
+                    StageSpec("mbconv", 2, 5, 2, 3, 64, 0.25)), stem_channels=16, head_channels=128, name="abl")
+
+
+@pytest.mark.parametrize("budget", [2.0, 4.0])
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_reaches_the_budget_of_b0_within_five_percent(method, budget):
+    scaled = scale_to_budget(efficientnet("b0"), method, budget, (1.2, 1.1, 1.15), "round")
+    assert abs(count_flops(scaled.spec) / count_flops(efficientnet("b0")) / budget - 1) <= FLOPS_MATCH
+    assert scaled.flops_ratio == pytest.approx(count_flops(scaled.spec) / count_flops(efficientnet("b0")))
+    untouched = {"depth": ("width", "resolution"), "width": ("depth", "resolution"),
+                 "resolution": ("depth", "width"), "compound": ()}[method]
+    assert all(getattr(scaled, name) == 1.0 for name in untouched)
+    if method == "resolution":
+        assert scaled.spec.stages == efficientnet("b0").stages
+
+
+def test_a_budget_rounding_cannot_reach_is_refused():
+    tiny = Spec(stages=(StageSpec("ds", 1, 3, 1, 1, 8, 0.25),), stem_channels=8, head_channels=16)
+    with pytest.raises(NasError, match="within 5%"):
+        scale_to_budget(tiny, "width", 2.0, (1.2, 1.1, 1.15), "round")
+
+
+def test_ablation_end_to_end_writes_both_files(run_nas, tmp_path, monkeypatch):
+    monkeypatch.setitem(PRESETS, "quick", QUICK)
+    base = tmp_path / "abl.json"
+    base.write_text(BASE.to_json())
+    code, out, err = run_nas("scale", "--base", str(base), "--runs", str(tmp_path / "runs"), "--alpha", "1.2",
+                             "--beta", "1.1", "--gamma", "1.15", "--ablation", "--proxy", "quick",
+                             "--rung-images", "1280", "--final-seeds", "2")
+    assert code == 0, err
+    folder = tmp_path / "runs" / "scale-abl" / "family"
+    with open(folder / "ablation.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["method"], float(row["budget"])) for row in rows] == [("base", 1.0)] + [
+        (method, budget) for budget in (2.0, 4.0) for method in METHODS]
+    for row in rows:
+        assert abs(float(row["flops_ratio"]) / float(row["budget"]) - 1) <= FLOPS_MATCH
+        assert float(row["flops"]) == pytest.approx(float(row["flops_ratio"]) * count_flops(BASE), rel=1e-3)
+        assert len(row["seed_accs"].split()) == 2 and row["failed_runs"] == "0"
+        seeds = [float(v) for v in row["seed_accs"].split()]
+        assert float(row["val_acc"]) == pytest.approx(sum(seeds) / 2, abs=1e-5)
+        assert float(row["spread"]) == pytest.approx(max(seeds) - min(seeds), abs=1e-5)
+    assert (folder / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    verdicts = [line for line in out.splitlines() if line.startswith("ablation:")]
+    assert len(verdicts) == 2 and all("seed spread" in line for line in verdicts)
+    assert "Compound against single-dimension scaling" in (folder / "summary.md").read_text()
