@@ -216,6 +216,10 @@ def test_scale_writes_into_the_study_folder_of_a_best_json(run_nas, tmp_path):
         (["--published", "--budgets", "1e9"], "--published"),
         (["--grid-step", "0.3", "--tolerance", "0.01"], "no grid point"),
         (["--grid-step", "-1"], "--grid-step"),
+        (["--rung-images", "many"], "--rung-images"),
+        (["--final-seeds", "0"], "--final-seeds"),
+        (["--published", "--ablation"], "--ablation"),
+        (["--ablation", "--ablation-budgets", "1"], "--ablation-budgets"),
     ],
 )
 def test_scale_errors_are_one_line_and_exit_2(run_nas, tmp_path, argv, message):
@@ -229,14 +233,27 @@ def test_scale_rejects_a_missing_base(run_nas, tmp_path):
     assert code == 2 and "nope.json" in err
 
 
-def test_grid_preset_default_is_the_cut_scale_preset_and_a_named_one_is_kept():
+def test_grid_preset_is_the_named_recipe_and_the_rungs_come_from_the_options():
     from nas.proxy.presets import get_preset
+    from scaling.halving import DEFAULT_RUNGS
     from scaling.pipeline import ScalingOptions, grid_preset
 
-    default = grid_preset(ScalingOptions())
-    assert (default.name, default.epochs, default.subset) == ("scale", 4, 12000)
-    assert default.resolution == get_preset("scale").resolution
+    assert grid_preset(ScalingOptions()) == get_preset("scale")
     assert grid_preset(ScalingOptions(proxy="tiny")) == get_preset("tiny")
-    assert grid_preset(ScalingOptions(proxy="tiny", epochs=1)).epochs == 1
     with pytest.raises(NasError, match="preset"):
         grid_preset(ScalingOptions(proxy="huge"))
+    assert ScalingOptions().rungs == DEFAULT_RUNGS
+    rungs = ScalingOptions(rung_images=(100, 200, 300), final_seeds=3).rungs
+    assert [(r.keep, r.images, r.epochs, r.seeds) for r in rungs] == [(1.0, 100, 1, 1), (0.5, 200, 1, 1),
+                                                                      (2, 300, 2, 3)]
+
+
+def test_the_default_grid_is_the_papers_kind_with_the_papers_point_beside_it():
+    from scaling.pipeline import reference_point
+
+    b0 = efficientnet("b0")
+    grid = grid_points(b0, 0.1, 0.1)
+    points, label, added = reference_point(b0, grid, "round")
+    assert len(grid) == 21 and added and len(points) == 22 and label == "a1.2_b1.1_g1.15"
+    fine = grid_points(b0, 0.05, 0.1)
+    assert reference_point(b0, fine, "round")[2] is False  # on a 0.05 grid the paper's point is a grid point
