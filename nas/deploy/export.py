@@ -43,6 +43,7 @@ from nas.deploy.card import render_card
 from nas.deploy.load import build_with_weights, fit_spec_to_weights, read_weights
 from nas.deploy.sources import read_source
 from nas.errors import NasError
+from nas.model.batchnorm import recalibrate_batchnorm
 from nas.model.builder import build_model
 from nas.model.inference import fold_batchnorm, frozen_inference_model
 from nas.model.onnx import export_onnx, onnx_session, run_onnx
@@ -179,24 +180,12 @@ def _write_formats(job: ExportJob, formats: tuple[str, ...]) -> dict[str, Any]:
 
 @torch.no_grad()
 def placeholder_model(spec: Spec, seed: int = 0) -> nn.Module:
-    """A freshly initialised eval-mode network whose BN statistics are those of its own activations.
-
-    Only the BN layers run in training mode for the one calibration pass (dropout and stochastic depth stay
-    off), each with a cumulative average, so after the pass its statistics are exactly that batch's.
-    """
+    """A freshly initialised eval-mode network whose BN statistics are those of its own activations on one
+    batch of random images (`nas.model.batchnorm.recalibrate_batchnorm`)."""
     torch.manual_seed(seed)
-    model = build_model(spec).eval()
-    batchnorms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [bn.momentum for bn in batchnorms]
-    for bn in batchnorms:
-        bn.reset_running_stats()
-        bn.momentum = None
-        bn.train()
-    model(torch.randn((CALIBRATION_BATCH, spec.in_channels, spec.resolution, spec.resolution),
-                      generator=torch.Generator().manual_seed(seed + 1)))
-    for bn, momentum in zip(batchnorms, momenta):
-        bn.momentum = momentum
-    return model.eval()
+    images = torch.randn((CALIBRATION_BATCH, spec.in_channels, spec.resolution, spec.resolution),
+                         generator=torch.Generator().manual_seed(seed + 1))
+    return recalibrate_batchnorm(build_model(spec), [images])
 
 
 def _require(ok: bool, what: str) -> bool:
