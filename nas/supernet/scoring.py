@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from nas.arch.spec import Spec
 from nas.model.batchnorm import recalibrate_batchnorm
 from nas.model.builder import EfficientNet, model_from_state, skip_unreachable_taps
+from nas.model.inference import fold_batchnorm
 from nas.proxy.augment import channel_stats, normalize, resize_images
 from nas.proxy.data import ProxyData
 from nas.supernet.network import Supernet
@@ -69,9 +70,10 @@ class SupernetScorer:
 
     @torch.no_grad()
     def score(self, spec: Spec) -> Score:
-        """Validation accuracy and loss of `spec`'s extracted, recalibrated network."""
+        """Validation accuracy and loss of `spec`'s extracted, recalibrated network, run in its inference form
+        (BN folded into the convs: the same function, fewer passes over memory)."""
         started = time.perf_counter()
-        model = self.network(spec)
+        model = fold_batchnorm(self.network(spec))
         correct, loss = 0, 0.0
         for start in range(0, len(self.val_x), self.settings.eval_batch):
             logits = model(self.val_x[start:start + self.settings.eval_batch])
