@@ -91,6 +91,6 @@ def supernet_estimator(config: SearchConfig, evaluate: Evaluate | None = None) -
 
 
 ESTIMATORS: dict[str, Callable[[SearchConfig, Evaluate | None], Estimator]] = {
-    "standalone": standalone_estimator,
     "supernet": supernet_estimator,
+    "standalone": standalone_estimator,
 }
