@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
+import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -25,6 +25,8 @@ from nas.proxy.data import ProxyData
 from nas.proxy.presets import ProxyPreset
 from nas.proxy.trainer import TrainingDiverged, train
 from scaling.grid import GridPoint, scale_point
+
+log = logging.getLogger(__name__)
 
 POINT_PARAM = "point"
 # What must match for a stored grid study to be resumed: the same base, grid and proxy training.
@@ -114,10 +116,9 @@ def _objective(
         def report(epoch_report: Any) -> None:
             trial.report(epoch_report.val_acc, epoch_report.epoch)
             if not progress:  # no progress bar (not a terminal): one line per epoch for the log
-                print(f"grid point {point.label} (proxy {preset.resolution}px): epoch {epoch_report.epoch + 1}"
-                      f"/{preset.epochs} val_acc {epoch_report.val_acc:.4f}"
-                      f" {epoch_report.images_per_s:.0f} img/s {epoch_report.seconds:.0f} s",
-                      file=sys.stderr, flush=True)
+                log.info(f"grid point {point.label} (proxy {preset.resolution}px): epoch {epoch_report.epoch + 1}"
+                         f"/{preset.epochs} val_acc {epoch_report.val_acc:.4f}"
+                         f" {epoch_report.images_per_s:.0f} img/s {epoch_report.seconds:.0f} s")
 
         try:
             result = train(spec, data, preset, seed=settings.seed, on_epoch=report, progress=progress)

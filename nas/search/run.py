@@ -11,6 +11,7 @@ From Python: `run_search(SearchConfig(...))`, or `search_study(config, evaluate)
 
 from __future__ import annotations
 
+import logging
 import math
 import multiprocessing
 import os
@@ -24,6 +25,7 @@ import optuna
 from optuna.samplers import BaseSampler, NSGAIISampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from nas._common.logs import configure_logging, tool_log_level
 from nas.arch.cost import count_flops, count_params
 from nas.arch.resolve import resolve_spec
 from nas.arch.space import SearchSpace, arch_code, encode, load_space, sample
@@ -35,6 +37,7 @@ from nas.studies.runner import REASON_ATTR, RunSummary, run_trials, trial_second
 from nas.studies.storage import open_storage
 
 Evaluate = Callable[[Spec, Callable[[Any], None]], float]
+log = logging.getLogger(__name__)
 
 
 # --- samplers -----------------------------------------------------------------------------------
@@ -195,7 +198,7 @@ class OutputRefresher:
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if not self.quiet:
-            print(progress_line(study, trial, self.prefix), flush=True)
+            log.info(progress_line(study, trial, self.prefix))
         plot = time.monotonic() - self._last_plot >= self.plot_every_s
         write_outputs(study, self.run_dir, plot=plot)
         if plot:
@@ -230,9 +233,11 @@ def search_study(config: SearchConfig, evaluate: Evaluate, *, worker_index: int 
     )
 
 
-def _worker_main(config: SearchConfig, worker_index: int, threads: int) -> None:
+def _worker_main(config: SearchConfig, worker_index: int, threads: int, log_level: int | None = None) -> None:
     import torch
 
+    if log_level is not None:  # a spawned process starts with no logging set up: mirror the parent's
+        configure_logging(log_level)
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     search_study(config, proxy_evaluator(config), worker_index=worker_index,
@@ -262,7 +267,8 @@ def run_search(config: SearchConfig, *, evaluate: Evaluate | None = None, quiet:
         open_study(config, space, enqueued)  # created once, so workers never race to create it
         threads = config.threads or max(1, (os.cpu_count() or 1) // config.workers)
         context = multiprocessing.get_context("spawn")
-        workers = [context.Process(target=_worker_main, args=(config, i, threads), name=f"nas-worker-{i}")
+        workers = [context.Process(target=_worker_main, args=(config, i, threads, tool_log_level()),
+                                   name=f"nas-worker-{i}")
                    for i in range(config.workers)]
         for worker in workers:
             worker.start()
