@@ -1,11 +1,13 @@
 """int8 ONNX: onnxruntime's static quantization of a float ONNX network, calibrated on given images.
 
 The recipe is the one onnxruntime's CPU kernels run fastest: QDQ format, weights int8 per output channel,
-activations uint8 (onnxruntime fuses DequantizeLinear -> op -> QuantizeLinear into its QLinear* kernels;
-with int8 activations the convolutions before a SiLU stay in float), MinMax calibration. Before quantizing,
-the squeeze-and-excitation poolings -- ReduceMean over H and W, as torch's exporter writes `mean((2, 3))` --
-become GlobalAveragePool, the same operation, which onnxruntime runs in int8 (a ReduceMean would run in
-float between a dequantize and a quantize). `bench/bench_int8.py` measures speed and accuracy.
+activations uint8 (onnxruntime fuses DequantizeLinear -> op -> QuantizeLinear into its QLinear* kernels,
+SiLU included as QLinearSigmoid and QLinearMul; with int8 activations the convolutions before a SiLU stay
+in float), MinMax calibration, after onnxruntime's own pre-processing (shape inference, basic graph
+optimizations). Before that, the squeeze-and-excitation poolings -- ReduceMean over H and W, as torch's
+exporter writes `mean((2, 3))` -- become GlobalAveragePool, the same operation, which onnxruntime runs in
+int8 (a ReduceMean runs in float between a dequantize and a quantize). `bench/bench_int8.py` measures
+speed and accuracy.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def quantize_onnx(float_path: str | os.PathLike[str], out: str | os.PathLike[str
         QuantType,
         quantize_static,
     )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Batches(CalibrationDataReader):
         def __init__(self) -> None:
@@ -46,9 +49,10 @@ def quantize_onnx(float_path: str | os.PathLike[str], out: str | os.PathLike[str
 
     out = Path(out)
     with tempfile.TemporaryDirectory() as folder:
-        pooled = Path(folder) / "pooled.onnx"
+        pooled, prepared = Path(folder) / "pooled.onnx", Path(folder) / "prepared.onnx"
         onnx.save(pools_as_global_average(onnx.load(str(float_path))), str(pooled))
-        quantize_static(str(pooled), str(out), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
+        quant_pre_process(str(pooled), str(prepared))
+        quantize_static(str(prepared), str(out), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax)
     return out
