@@ -138,6 +138,10 @@ def export_spec(spec: Spec, out: str | os.PathLike[str], *, formats: str | Seque
     trained to see their input (config.json's normalisation, classes; the int8 form's data set).
     """
     formats = parse_formats(formats)
+    if "onnx-int8" in formats:
+        from nas.deploy.int8 import require_training_data
+
+        require_training_data(training if tensors is not None else None)  # before any work
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NasError(f"--out {out} exists and is not a folder")

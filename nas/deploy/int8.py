@@ -33,9 +33,7 @@ def write_int8(spec: Spec, training: TrainingRecord | None, float_path: Path, ou
                write_float: Callable[[Path], object]) -> dict[str, Any]:
     """Quantize the float ONNX network (`float_path`, written with `write_float` when absent) to `out` and
     check it on the test split; returns the checks for the card."""
-    if training is None or training.dataset is None:
-        raise NasError("onnx-int8 needs trained weights and the data set they were trained on: export a "
-                       "`nas train` run folder (its metrics.json names the data set and the normalisation)")
+    require_training_data(training)
     data = load_dataset(training.dataset, val_fraction=training.val_fraction, seed=training.seed)
     if (data.in_channels, data.num_classes) != (spec.in_channels, spec.num_classes):
         raise NasError(f"onnx-int8: the data set {training.dataset} has {data.in_channels} channel(s) and "
@@ -62,6 +60,14 @@ def write_int8(spec: Spec, training: TrainingRecord | None, float_path: Path, ou
         f"float ONNX {split} accuracy": f"{100 * float_acc:.2f}% ({len(test_y)} images)",
         f"int8 ONNX {split} accuracy": f"{100 * int8_acc:.2f}% ({100 * drop:+.2f} points lost)",
     }
+
+
+def require_training_data(training: TrainingRecord | None) -> TrainingRecord:
+    """NasError unless the weights' training run named its data set (the int8 form calibrates on it)."""
+    if training is None or training.dataset is None:
+        raise NasError("onnx-int8 needs trained weights and the data set they were trained on: export a "
+                       "`nas train` run folder (its metrics.json names the data set and the normalisation)")
+    return training
 
 
 def _inputs(images: torch.Tensor, resolution: int, mean: torch.Tensor, std: torch.Tensor) -> np.ndarray:
