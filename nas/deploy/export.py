@@ -119,10 +119,11 @@ def export(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
     report = export_spec(spec, out, formats=formats, tensors=tensors, provenance=provenance,
                          origin=str(found.weights), training=training)
     members, failed = [], []
+    untrained = tuple(name for name in parse_formats(formats) if name != "onnx-int8")  # members have no weights
     for name, spec in found.family:
         # One member the checks refuse must not cost the user the rest of the family.
         try:
-            members.append(export_spec(spec, Path(out) / FAMILY_FOLDER / name, formats=formats,
+            members.append(export_spec(spec, Path(out) / FAMILY_FOLDER / name, formats=untrained,
                                        provenance={**found.provenance, "family member": name}))
         except ExportMismatch as exc:
             failed.append((name, str(exc)))
