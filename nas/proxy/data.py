@@ -14,6 +14,7 @@ Sources understood by `load_dataset`:
   Images are converted to RGB and resized (shorter side, then centre crop) to ``image_size`` pixels.
 
 The validation split is carved from the training set (the search never looks at the test set).
+`dataset_class_names` names a source's labels where the data set has names (an export's config.json).
 """
 
 from __future__ import annotations
