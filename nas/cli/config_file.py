@@ -38,8 +38,20 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
                              " target-flops = \"300M\"); flags on the command line override it")
 
 
-def has_config_option(parser: argparse.ArgumentParser) -> bool:
-    return any(action.dest == CONFIG_DEST for action in parser._actions)
+def expand_command_line(parser: argparse.ArgumentParser,
+                        argv: list[str]) -> tuple[list[str], argparse.ArgumentParser | None]:
+    """`nas ...` argv with its subcommand's --config file expanded into flags, and that subcommand's parser
+    (None when the subcommand takes no --config)."""
+    choices = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for index, arg in enumerate(argv):
+        if arg in choices:
+            sub = choices[arg]
+            if not any(action.dest == CONFIG_DEST for action in sub._actions):
+                return argv, None
+            return argv[:index + 1] + expand_config(sub, argv[index + 1:]), sub
+        if not arg.startswith("-"):
+            break
+    return argv, None
 
 
 def _options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:

@@ -11,7 +11,7 @@ from typing import Sequence
 
 from nas._common.logs import configure_logging
 from nas.cli import export, latency, predict, report, scale, search, show, train
-from nas.cli.config_file import expand_config, has_config_option, resolved_settings
+from nas.cli.config_file import expand_command_line, resolved_settings
 from nas.errors import NasError
 
 # Each command module exposes add_parser(subparsers) and run(args) -> int.
@@ -48,30 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _subcommand_parser(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[int, argparse.ArgumentParser] | None:
-    """(position in argv, parser) of the subcommand argv names, if any."""
-    choices = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
-    for index, arg in enumerate(argv):
-        if arg in choices:
-            return index, choices[arg]
-        if not arg.startswith("-"):
-            return None
-    return None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one `nas` command; returns the exit code."""
     parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        found = _subcommand_parser(parser, argv)
-        if found is not None and has_config_option(found[1]):
-            index, sub = found
-            argv = argv[:index + 1] + expand_config(sub, argv[index + 1:])
+        argv, configurable = expand_command_line(parser, list(sys.argv[1:] if argv is None else argv))
         args = parser.parse_args(argv)
         configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
-        if found is not None and has_config_option(found[1]):
-            args.resolved_settings = resolved_settings(found[1], args)
+        if configurable is not None:
+            args.resolved_settings = resolved_settings(configurable, args)
         return int(args.run(args) or 0)
     except NasError as exc:
         print(f"nas: error: {exc}", file=sys.stderr)
