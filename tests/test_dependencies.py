@@ -3,8 +3,9 @@ code calls, that API is really called (so the reason is not stale), and the inst
 
 The versions in FLOOR_REASONS were checked against the releases themselves (e.g. optuna 4.6's
 optuna/trial/_trial.py has no set_constraint, 5.0's has; onnxscript 0.5.6 has no
-_framework_apis/torch_2_11.py, which torch 2.13's ONNX exporter imports, 0.6.0 has). Installing every
-lowest version into a fresh environment would need the package index during the test run, which CI has not.
+_framework_apis/torch_2_11.py, which torch 2.13's ONNX exporter imports, 0.6.0 has; onnxruntime 1.18 does
+not import beside numpy 2, 1.19 runs and writes this project's files). Installing every lowest version into a
+fresh environment would need the package index during the test run, which CI has not.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ FLOOR_REASONS = {
     "optuna": ("5.0", "Trial.set_constraint (new in 5.0)", "set_constraint("),
     "onnxscript": ("0.6", "onnxscript._framework_apis.torch_2_11, imported by torch 2.13's exporter", "dynamo=True"),
     "onnx": ("1.16", "ONNX IR version 10, which torch 2.13's exporter writes", "import onnx"),
-    "onnxruntime": ("1.18", "IR version 10 models; quant_pre_process, QDQ quantize_static", "quantize_static("),
+    # 1.18 runs the files too but is built against numpy 1 and fails to import beside numpy 2, which
+    # numpy>=1.26 lets in; 1.19 (checked: float and int8 files, quantize_onnx) is the first built for both.
+    "onnxruntime": ("1.19", "numpy 2 builds; IR version 10 models; quant_pre_process, QDQ quantize_static",
+                    "quantize_static("),
     "safetensors": ("0.4", "safetensors.SafetensorError at the top level, safe_open(...).metadata()",
                     "from safetensors import SafetensorError"),
     "kornia": ("0.8", "kornia.augmentation.auto.RandAugment", "from kornia.augmentation.auto import"),
