@@ -120,10 +120,10 @@ def export(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
                          origin=str(found.weights), training=training)
     members, failed = [], []
     untrained = tuple(name for name in parse_formats(formats) if name != "onnx-int8")  # members have no weights
-    for name, spec in found.family:
+    for name, member in found.family:
         # One member the checks refuse must not cost the user the rest of the family.
         try:
-            members.append(export_spec(spec, Path(out) / FAMILY_FOLDER / name, formats=untrained,
+            members.append(export_spec(member, Path(out) / FAMILY_FOLDER / name, formats=untrained,
                                        provenance={**found.provenance, "family member": name}))
         except ExportMismatch as exc:
             failed.append((name, str(exc)))
