@@ -90,7 +90,7 @@ def measure(args: argparse.Namespace) -> bool:
     print(f"{'model':<6}{'res':>5}{'float ms':>10}{'int8 ms':>9}{'ratio':>7}{'float acc':>11}{'int8 acc':>10}"
           f"{'lost':>7}")
     ok = True
-    for name in NETWORKS:
+    for name in args.networks.split(","):
         run = RUNS / name
         if not (run / "metrics.json").is_file():
             raise SystemExit(f"{run} is missing: run --step train first")
@@ -120,13 +120,14 @@ def measure(args: argparse.Namespace) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--step", choices=("train", "measure", "all"), default="all")
+    parser.add_argument("--networks", default=",".join(NETWORKS), help="comma-separated (default %(default)s)")
     parser.add_argument("--runs", type=int, default=200, help="timed runs per file at the trained resolution")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=10)
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.step in ("train", "all"):
-        for name in NETWORKS:
+        for name in args.networks.split(","):
             print(f"trained: {train(name)}")
     if args.step in ("measure", "all"):
         return 0 if measure(args) else 1
