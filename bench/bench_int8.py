@@ -29,7 +29,7 @@ import torch
 
 from nas.arch.efficientnet import efficientnet
 from nas.cli.main import main as nas_main
-from nas.deploy.export import export_spec
+from nas.deploy.export import export, export_spec
 from nas.deploy.load import read_weights
 from nas.deploy.sources import read_source
 from nas.latency.measure import time_calls
@@ -51,10 +51,11 @@ def train(name: str) -> Path:
     return folder
 
 
-def accuracies(export_dir: Path) -> tuple[float, float]:
-    card = (export_dir / "README.md").read_text()
-    found = dict(re.findall(r"(float|int8) ONNX test accuracy: (\d+\.\d+)%", card))
-    return float(found["float"]), float(found["int8"])
+def accuracies(checks: dict) -> tuple[float, float]:
+    """The float and int8 test accuracies (percent) the export measured, from its checks."""
+    found = {kind: float(re.match(r"(\d+\.\d+)%", value).group(1)) for key, value in checks.items()
+             for kind in ("float", "int8") if key == f"{kind} ONNX test accuracy"}
+    return found["float"], found["int8"]
 
 
 def interleaved(paths: dict[str, Path], shape: tuple[int, ...], runs: int, rounds: int, warmup: int) -> dict:
@@ -95,8 +96,7 @@ def measure(args: argparse.Namespace) -> bool:
         if not (run / "metrics.json").is_file():
             raise SystemExit(f"{run} is missing: run --step train first")
         export_dir = RUNS / f"{name}-export"
-        assert nas_main(["-q", "export", str(run), "--out", str(export_dir), "--format", "onnx,onnx-int8"]) == 0
-        float_acc, int8_acc = accuracies(export_dir)
+        float_acc, int8_acc = accuracies(export(run, export_dir, formats="onnx,onnx-int8").checks)
         resolution = read_source(run).training.resolution
         trained = interleaved({"float": export_dir / "model.onnx", "int8": export_dir / "model.int8.onnx"},
                               (1, 1, resolution, resolution), args.runs, args.rounds, args.warmup)
