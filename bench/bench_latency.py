@@ -1,6 +1,6 @@
 """The paper's latency comparison on this machine, all measured in one run.
 
-EfficientNet-B0..B3 on every backend -- eager; folded (BN folded, channels-last, frozen TorchScript);
+EfficientNet-B0..B3 on every backend -- eager; folded (BN folded, channels-last input, captured by torch.export);
 onnxruntime -- next to a ResNet-50 and a ResNet-152 built here, with the paper's protocol: batch 1, one
 thread, warm-up, then the mean and median of timed runs (split over interleaved rounds, see
 nas.latency.compare_backends). Prints the ResNet-152 / B1 ratio (the paper: 0.554 s / 0.098 s = 5.7x on one

@@ -1,4 +1,5 @@
-"""`nas export`: write a name, spec file, study or run folder as spec, block strings, weights, TorchScript, ONNX."""
+"""`nas export`: write a name, spec file, study or run folder as spec, block strings, config, weights, a
+torch.export program and ONNX (float, and int8 on request)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ import sys
 
 from nas._common.runfiles import WEIGHTS_FILE
 from nas.deploy.card import check_text
-from nas.deploy.export import FORMATS, ExportReport, export, parse_formats
+from nas.deploy.export import (
+    DEFAULT_FORMATS,
+    FORMATS,
+    ExportReport,
+    export,
+    parse_formats,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -15,8 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("model", help="name (b0..b7), spec .json, study folder runs/<study> or a train run folder")
     parser.add_argument("--out", required=True, help="output folder (created; files replaced atomically)")
     parser.add_argument("--weights", help="safetensors checkpoint (default: the run folder's, if any)")
-    parser.add_argument("--format", default=",".join(FORMATS),
-                        help=f"comma-separated formats (default: all of {','.join(FORMATS)})")
+    parser.add_argument("--format", default=",".join(DEFAULT_FORMATS),
+                        help=f"comma-separated formats out of {','.join(FORMATS)} (default: %(default)s; "
+                             "onnx-int8 needs a trained run; torchscript is deprecated by torch)")
     parser.set_defaults(run=run)
 
 

@@ -1,19 +1,34 @@
-"""Entry point of the `nas` command: builds the parser from the command modules and turns user errors
-into one line on stderr and exit code 2."""
+"""Entry point of the `nas` command: builds the parser from the command modules, sets up logging (-v/-q),
+reads a subcommand's --config file, and turns user errors into one line on stderr and exit code 2."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from typing import Sequence
 
-from nas.cli import export, latency, report, scale, search, show, supernet, train
+from nas._common.logs import configure_logging
+from nas.cli import (
+    export,
+    latency,
+    predict,
+    report,
+    scale,
+    search,
+    show,
+    supernet,
+    train,
+)
+from nas.cli.config_file import expand_command_line, resolved_settings
 from nas.errors import NasError
 
 # Each command module exposes add_parser(subparsers) and run(args) -> int.
-COMMANDS = (show, train, supernet, search, report, scale, export, latency)
+COMMANDS = (show, train, supernet, search, report, scale, export, predict, latency)
 
 EXIT_USAGE = 2
+DISTRIBUTION = "effnas"  # the project's name in pyproject.toml
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -23,8 +38,20 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+def package_version() -> str:
+    """The installed distribution's version (pyproject.toml's), or 'unknown' when running from a bare checkout."""
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="nas", description="EfficientNet-style architecture search, scaling and export.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="also show debug messages")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="show warnings and errors only")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for command in COMMANDS:
         command.add_parser(subparsers)
@@ -33,8 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one `nas` command; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
     try:
+        argv, configurable = expand_command_line(parser, list(sys.argv[1:] if argv is None else argv))
+        args = parser.parse_args(argv)
+        configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
+        if configurable is not None:
+            args.resolved_settings = resolved_settings(configurable, args)
         return int(args.run(args) or 0)
     except NasError as exc:
         print(f"nas: error: {exc}", file=sys.stderr)

@@ -14,6 +14,7 @@ from nas._common.runfiles import RUNS_DIR
 from nas._common.tables import print_table
 from nas.arch.efficientnet import is_family_name
 from nas.arch.resolve import RUN_FOLDER_SPEC_FILES, resolve_spec
+from nas.cli.config_file import add_config_option, save_run_settings
 from nas.errors import NasError
 from scaling.grid import CONSTRAINTS, DEPTH_ROUNDINGS
 from scaling.pipeline import (
@@ -70,6 +71,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="emit the published B1-B7 multipliers (no grid search)")
     parser.add_argument("--budgets", help="FLOPs budgets, e.g. 0.7e9,1.8e9: one member per budget at the"
                                           " largest phi that fits it")
+    add_config_option(parser)
     parser.set_defaults(run=run)
 
 
@@ -113,7 +115,13 @@ def run(args: argparse.Namespace) -> int:
         storage=args.storage, coefficients=_coefficients(args), published=args.published,
         budgets=parse_flops_list(args.budgets) if args.budgets else None, progress=sys.stderr.isatty(),
     )
-    report = scale_base(base, run_folder(args.base, args.study, args.runs), options)
+    folder = run_folder(args.base, args.study, args.runs)
+    try:
+        report = scale_base(base, folder, options)
+    except KeyboardInterrupt:
+        save_run_settings(args, folder, "scale")  # the run started with them; it resumes with them
+        raise
+    save_run_settings(args, folder, "scale")
     _print_report(report)
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from nas._common.parse import parse_flops, parse_timeout, parse_window
+from nas.cli.config_file import add_config_option, save_run_settings
 from nas.search.config import SAMPLERS, STRATEGIES, STRATEGY_DEFAULTS, SearchConfig
 
 
@@ -64,6 +65,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--enqueue", action="append", default=[], metavar="MODEL",
                         help="evaluate this model first (b0, a spec .json ...); repeatable")
     parser.add_argument("--runs-dir", default=defaults.runs_dir, help="folder of run folders (default: %(default)s)")
+    add_config_option(parser)
     parser.set_defaults(run=run)
 
 
@@ -94,7 +96,13 @@ def run(args: argparse.Namespace) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress lines say what matters
 
-    evidence = gather(run_search(config))
+    try:
+        study = run_search(config)
+    except KeyboardInterrupt:
+        save_run_settings(args, config.run_dir, "search")  # the run started with them; it resumes with them
+        raise
+    save_run_settings(args, config.run_dir, "search")
+    evidence = gather(study)
     best = evidence.selected
     if best is None:
         print("no completed trial: nothing selected")
@@ -104,6 +112,6 @@ def run(args: argparse.Namespace) -> int:
               if evidence.supernet else "")
     print(f"selected: trial {evidence.search_trial(best).number}  {attrs['arch']}  {attrs['flops'] / 1e6:.1f}M "
           f"FLOPs  {attrs['params']:,} params  acc {scores}{attrs['accuracy']:.4f}  reward {attrs['reward']:.4f}")
-    print(f"wrote {config.run_dir}/best.json, trials.csv, pareto.csv, pareto.png, summary.md")
+    print(f"wrote {config.run_dir}/best.json, trials.csv, pareto.csv, pareto.png, summary.md, search.toml")
     return 0
 

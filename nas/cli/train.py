@@ -14,7 +14,7 @@ from nas.arch.resolve import resolve_spec
 from nas.arch.spec import save_spec
 from nas.errors import NasError
 from nas.proxy.checkpoint import save_checkpoint, write_metrics
-from nas.proxy.data import load_dataset
+from nas.proxy.data import dataset_class_names, load_dataset
 from nas.proxy.presets import PRESETS, get_preset
 from nas.proxy.trainer import EpochReport, TrainingDiverged, train
 
@@ -66,8 +66,11 @@ def run(args: argparse.Namespace) -> int:
         "mean": result.mean, "std": result.std,
         "history": [asdict(report) for report in result.history], "spec": result.spec.to_dict(),
     }
-    save_checkpoint(out / CHECKPOINT_FILE, result.state_dict, result.spec,
-                    {"mean": result.mean, "std": result.std})
+    # What an export needs to feed the network as it was trained (nas.deploy.preprocessing.TrainingRecord).
+    record = {"mean": result.mean, "std": result.std, "data": args.data, "seed": args.seed,
+              "val_fraction": args.val_fraction, "class_names": dataset_class_names(args.data)}
+    metrics.update(record)
+    save_checkpoint(out / CHECKPOINT_FILE, result.state_dict, result.spec, record)
     save_spec(result.spec, out / SPEC_FILE)
     write_metrics(out / METRICS_FILE, metrics)
     test = "n/a (no test set)" if result.test_acc is None else f"{result.test_acc:.4f}"

@@ -8,6 +8,7 @@ from nas._common.tables import markdown_table
 from nas.arch.cost import count_flops, count_params
 from nas.arch.describe import stage_rows
 from nas.arch.spec import Spec
+from nas.deploy.preprocessing import InputConfig
 
 # Provenance fields shown first, in this order, when the run recorded them; the rest follow alphabetically.
 KEY_FACTS = ("source", "study", "trial", "seed", "dataset", "accuracy", "val_acc", "test_acc", "reward")
@@ -17,7 +18,7 @@ PLACEHOLDER_WEIGHTS = ("none: architecture only (placeholder weights: a fresh in
 
 
 def render_card(spec: Spec, *, provenance: dict[str, Any], checks: dict[str, Any], files: Sequence[str],
-                has_weights: bool, blocks: dict[str, Any] | None = None) -> str:
+                has_weights: bool, blocks: dict[str, Any] | None = None, config: InputConfig | None = None) -> str:
     """Markdown for README.md of an exported folder."""
     title = spec.name or "exported architecture"
     lines = [
@@ -41,6 +42,7 @@ def render_card(spec: Spec, *, provenance: dict[str, Any], checks: dict[str, Any
         *_stage_table(spec),
         "",
         *_block_lines(blocks),
+        *_preprocessing_lines(config),
         "## Verification",
         "",
         *(f"- {name}: {check_text(value)}" for name, value in checks.items()),
@@ -50,13 +52,43 @@ def render_card(spec: Spec, *, provenance: dict[str, Any], checks: dict[str, Any
         *(f"- `{name}`" for name in files),
         "",
         "```python",
-        "import nas; model = nas.load('THIS_FOLDER')          # plain nn.Module, eval mode",
-        "import torch; ts = torch.jit.load('THIS_FOLDER/model.torchscript.pt')  # BN folded, frozen",
+        "import nas; model, config = nas.load('THIS_FOLDER', with_config=True)  # plain nn.Module, eval mode",
+        "import torch; m = torch.export.load('THIS_FOLDER/model.pt2').module()  # BN folded, batch dynamic",
         "import onnxruntime; s = onnxruntime.InferenceSession('THIS_FOLDER/model.onnx')  # input 'images', batch dynamic",
         "```",
         "",
+        "`nas predict THIS_FOLDER IMAGE...` prints the top classes of image files, preprocessed as above.",
+        "",
     ]
     return "\n".join(lines)
+
+
+def _preprocessing_lines(config: InputConfig | None) -> list[str]:
+    if config is None:
+        return []
+    channels, height, width = config.input_size
+    if config.normalized:
+        normalise = (f"(pixel - mean) / std per channel, pixels 0..255: mean {_numbers(config.mean)}, "
+                     f"std {_numbers(config.std)}")
+    else:
+        normalise = "unknown: no training run recorded it (mean and std are null)"
+    lines = [
+        "## Preprocessing (config.json)",
+        "",
+        f"- input: {config.layout} float32, {channels} channel(s) ({config.color_mode or 'no image mode'}), "
+        f"{height}x{width}",
+        f"- resize the shorter side to {height} px ({config.interpolation}, antialiased), "
+        f"crop the {config.crop_mode} {height}x{width}",
+        f"- normalise: {normalise}",
+        f"- classes: {', '.join(config.class_names) if config.class_names else f'{config.num_classes} (unnamed)'}",
+    ]
+    if config.onnx_opset is not None:
+        lines.append(f"- ONNX opset {config.onnx_opset}")
+    return lines + [""]
+
+
+def _numbers(values: Sequence[float] | None) -> str:
+    return "[" + ", ".join(f"{value:.4g}" for value in values or ()) + "]"
 
 
 def _provenance_lines(provenance: dict[str, Any]) -> list[str]:

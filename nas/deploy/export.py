@@ -1,12 +1,17 @@
 """`nas export`: write a spec as a self-contained, verified folder.
 
 Formats: `json` (spec.json), `blocks` (blocks.json: TF and timm block strings), `safetensors`
-(model.safetensors, when there are weights), `torchscript` (model.torchscript.pt: the frozen inference form),
-`onnx` (model.onnx: the inference form, dynamic batch). README.md, the model card, is always written.
-Every file is read back and checked before anything lands in the output folder: the spec and block
-strings round-trip exactly, the weights reload bit-exact, TorchScript and onnxruntime match the eval-mode
-network within 1e-4 (max abs) on random inputs at the spec's resolution. Files are written to a staging
-folder and moved into place only when every check passed.
+(model.safetensors, when there are weights), `pt2` (model.pt2: the inference form captured by torch.export,
+dynamic batch; `torch.export.load(...).module()` runs it), `onnx` (model.onnx: the inference form, dynamic
+batch, opset ONNX_OPSET) -- the default set -- and, when asked for, `onnx-int8` (model.int8.onnx:
+onnxruntime's static quantization calibrated on the run's training images, its test accuracy checked
+against the float network's, see nas.deploy.int8) and `torchscript` (model.torchscript.pt: the frozen
+inference form; torch deprecates TorchScript). config.json, the preprocessing contract
+(nas.deploy.preprocessing), and README.md, the model card, are always written.
+Every file is read back and checked before anything lands in the output folder: the spec, block strings and
+config round-trip exactly, the weights reload bit-exact, the torch.export program, TorchScript and onnxruntime
+match the eval-mode network within 1e-4 (max abs) on random inputs at the spec's resolution. Files are written
+to a staging folder and moved into place only when every check passed.
 
 An export without weights carries placeholder weights: a fresh initialisation whose BatchNorm statistics are
 set by one pass over random images (`placeholder_model`). With BN at its initial statistics an untrained
@@ -16,7 +21,8 @@ within 1e-4 would pass an exported graph that output zeros.
 The 1e-4 bound assumes the float32 network is itself accurate to well under 1e-4, which holds for trained
 networks and for most placeholder ones. A very deep untrained one is not: it amplifies rounding block after
 block (a deep B7-sized member of a searched family, with long stages without skips, ends up further than
-1e-4 from the same network run in float64, and onnxruntime's rounding adds to that). Each check therefore also runs the network in float64 and allows max(1e-4, NOISE_FACTOR x eager's own float32 error),
+1e-4 from the same network run in float64, and onnxruntime's rounding adds to that). Each check therefore also
+runs the network in float64 and allows max(1e-4, NOISE_FACTOR x eager's own float32 error),
 the card reporting that noise floor: still far below the order-one differences of a wrongly converted graph.
 """
 
@@ -36,22 +42,35 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from nas._common.runfiles import FAMILY_FOLDER, SPEC_FILE, WEIGHTS_FILE
+from nas._common.runfiles import (
+    BLOCKS_FILE,
+    CARD_FILE,
+    CONFIG_FILE,
+    FAMILY_FOLDER,
+    INT8_ONNX_FILE,
+    ONNX_FILE,
+    PT2_FILE,
+    SPEC_FILE,
+    TORCHSCRIPT_FILE,
+    WEIGHTS_FILE,
+)
 from nas.arch.blockstrings import parse_block_strings, to_tf_strings, to_timm_strings
 from nas.arch.spec import Spec
 from nas.deploy.card import render_card
 from nas.deploy.load import build_with_weights, fit_spec_to_weights, read_weights
+from nas.deploy.preprocessing import InputConfig, TrainingRecord, input_config
 from nas.deploy.sources import read_source
 from nas.errors import NasError
 from nas.model.batchnorm import recalibrate_batchnorm
 from nas.model.builder import build_model
-from nas.model.inference import fold_batchnorm, frozen_inference_model
-from nas.model.onnx import export_onnx, onnx_session, run_onnx
+from nas.model.inference import (
+    export_inference_program,
+    fold_batchnorm,
+    legacy_torchscript,
+    scripted_inference_model,
+)
+from nas.model.onnx import ONNX_OPSET, export_onnx, onnx_session, run_onnx
 
-BLOCKS_FILE = "blocks.json"
-TORCHSCRIPT_FILE = "model.torchscript.pt"
-ONNX_FILE = "model.onnx"
-CARD_FILE = "README.md"
 TOLERANCE = 1e-4  # max abs difference allowed between an exported network and the eval-mode original
 CHECK_BATCH = 3  # not the batch the ONNX graph was traced with, so the dynamic batch dimension is exercised
 # An export's rounding error may exceed eager's own by a few times (another summation order, other kernels).
@@ -76,9 +95,9 @@ class ExportReport:
 
 
 def parse_formats(text: str | Sequence[str] | None) -> tuple[str, ...]:
-    """Formats from 'json,onnx' or a list (None: all of them); unknown names are a NasError."""
+    """Formats from 'json,onnx' or a list (None: the default set); unknown names are a NasError."""
     if text is None:
-        return FORMATS
+        return DEFAULT_FORMATS
     names = [name.strip() for name in (text.split(",") if isinstance(text, str) else text) if name.strip()]
     unknown = [name for name in names if name not in FORMATS]
     if unknown or not names:
@@ -96,15 +115,21 @@ def export(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
     found = read_source(source, weights)
     tensors = read_weights(found.weights) if found.weights else None
     provenance = dict(found.provenance)
+    spec, training = found.spec, found.training if tensors is not None else None
     if found.weights:
         provenance["weights"] = str(found.weights)
-    report = export_spec(found.spec, out, formats=formats, tensors=tensors, provenance=provenance,
-                         origin=str(found.weights))
+    if training and training.resolution and training.resolution != spec.resolution:
+        # The weights were trained at another resolution (a proxy task): export the network they are.
+        provenance["resolution of the spec file"] = spec.resolution
+        spec = spec.replace(resolution=training.resolution)
+    report = export_spec(spec, out, formats=formats, tensors=tensors, provenance=provenance,
+                         origin=str(found.weights), training=training)
     members, failed = [], []
-    for name, spec in found.family:
+    untrained = tuple(name for name in parse_formats(formats) if name != "onnx-int8")  # members have no weights
+    for name, member in found.family:
         # One member the checks refuse must not cost the user the rest of the family.
         try:
-            members.append(export_spec(spec, Path(out) / FAMILY_FOLDER / name, formats=formats,
+            members.append(export_spec(member, Path(out) / FAMILY_FOLDER / name, formats=untrained,
                                        provenance={**found.provenance, "family member": name}))
         except ExportMismatch as exc:
             failed.append((name, str(exc)))
@@ -113,12 +138,17 @@ def export(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
 
 def export_spec(spec: Spec, out: str | os.PathLike[str], *, formats: str | Sequence[str] | None = None,
                 tensors: dict[str, torch.Tensor] | None = None, provenance: dict[str, Any] | None = None,
-                seed: int = 0, origin: str = "checkpoint") -> ExportReport:
+                seed: int = 0, origin: str = "checkpoint", training: TrainingRecord | None = None) -> ExportReport:
     """Export one spec (with `tensors` as its weights, else freshly initialised) to the folder `out`.
 
-    `origin` names where the tensors came from, for error messages.
+    `origin` names where the tensors came from, for error messages; `training` is how the weights were
+    trained to see their input (config.json's normalisation, classes; the int8 form's data set).
     """
     formats = parse_formats(formats)
+    if "onnx-int8" in formats:
+        from nas.deploy.int8 import require_training_data
+
+        require_training_data(training if tensors is not None else None)  # before any work
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NasError(f"--out {out} exists and is not a folder")
@@ -129,12 +159,14 @@ def export_spec(spec: Spec, out: str | os.PathLike[str], *, formats: str | Seque
         model = placeholder_model(spec, seed)
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out, prefix=".export-"))
+    config = input_config(spec, training, ONNX_OPSET if {"onnx", "onnx-int8"} & set(formats) else None)
     try:
-        checks = _write_formats(ExportJob(spec, model, tensors is not None, staging, seed), formats)
+        job = ExportJob(spec, model, tensors is not None, staging, seed, config=config, training=training)
+        checks = {**_write_config(job), **_write_formats(job, formats)}
         files = sorted(path.name for path in staging.iterdir())
         blocks = json.loads((staging / BLOCKS_FILE).read_text()) if (staging / BLOCKS_FILE).is_file() else None
         card = render_card(spec, provenance=provenance or {}, checks=checks, files=[*files, CARD_FILE],
-                           has_weights=tensors is not None, blocks=blocks)
+                           has_weights=tensors is not None, blocks=blocks, config=config)
         (staging / CARD_FILE).write_text(card)
         for name in [*files, CARD_FILE]:
             os.replace(staging / name, out / name)
@@ -153,6 +185,8 @@ class ExportJob:
     has_weights: bool
     folder: Path
     seed: int = 0
+    config: InputConfig | None = None
+    training: TrainingRecord | None = None
     _reference: tuple[torch.Tensor, torch.Tensor, float] | None = None
     facts: dict[str, Any] = field(default_factory=dict)  # check facts shown once, whatever writers ran
 
@@ -209,6 +243,14 @@ def _within_tolerance(got: torch.Tensor, expected: torch.Tensor, tolerance: floa
     return difference
 
 
+def _write_config(job: ExportJob) -> dict[str, Any]:
+    path = job.folder / CONFIG_FILE
+    path.write_text(job.config.to_json())
+    ok = _require(InputConfig.from_dict(json.loads(path.read_text())) == job.config,
+                  f"{path.name} does not read back as the same config")
+    return {"config.json round trip": ok}
+
+
 def _write_spec(job: ExportJob) -> dict[str, Any]:
     path = job.folder / SPEC_FILE
     path.write_text(job.spec.to_json())
@@ -240,19 +282,29 @@ def _write_weights(job: ExportJob) -> dict[str, Any]:
         return {}  # placeholder weights are not worth a file
     path = job.folder / WEIGHTS_FILE
     state = {key: tensor.detach().contiguous() for key, tensor in job.model.state_dict().items()}
-    save_file(state, str(path), metadata={"spec": job.spec.to_json()})
+    save_file(state, str(path), metadata={"spec": job.spec.to_json(), "config": job.config.to_json()})
     reread = read_weights(path)
     same = reread.keys() == state.keys() and all(
         reread[key].dtype == state[key].dtype and torch.equal(reread[key], state[key]) for key in state)
     return {"weights reload bit-exact": _require(same, f"{path.name} does not reload bit-exact")}
 
 
+def _write_pt2(job: ExportJob) -> dict[str, Any]:
+    x, expected, tolerance = job.reference()
+    path = job.folder / PT2_FILE
+    torch.export.save(export_inference_program(job.model, x[:1]), str(path))
+    with torch.no_grad():
+        got = torch.export.load(str(path)).module()(x)
+    return {"torch.export (pt2) vs eager": _within_tolerance(got, expected, tolerance, "the torch.export program")}
+
+
 def _write_torchscript(job: ExportJob) -> dict[str, Any]:
     x, expected, tolerance = job.reference()
     path = job.folder / TORCHSCRIPT_FILE
-    torch.jit.save(frozen_inference_model(job.model), str(path))
-    with torch.no_grad():
-        got = torch.jit.load(str(path))(x)
+    with legacy_torchscript():
+        torch.jit.save(scripted_inference_model(job.model), str(path))
+        with torch.no_grad():
+            got = torch.jit.load(str(path))(x)
     return {"torchscript vs eager": _within_tolerance(got, expected, tolerance, "TorchScript")}
 
 
@@ -264,12 +316,26 @@ def _write_onnx(job: ExportJob) -> dict[str, Any]:
     return {"onnxruntime vs eager": _within_tolerance(got, expected, tolerance, "onnxruntime")}
 
 
+def _write_onnx_int8(job: ExportJob) -> dict[str, Any]:
+    from nas.deploy.int8 import (
+        write_int8,  # onnxruntime's quantization tools load only for this format
+    )
+
+    return write_int8(job.spec, job.training if job.has_weights else None, job.folder / ONNX_FILE,
+                      job.folder / INT8_ONNX_FILE, lambda path: export_onnx(fold_batchnorm(job.model), path,
+                                                                             job.reference()[0][:1]))
+
+
 # Each format: a writer that puts its file into the job's folder, checks it and returns its checks by name.
+# They run in this order (onnx-int8 quantizes the float file onnx wrote, when there is one).
 FORMAT_WRITERS: dict[str, Callable[[ExportJob], dict[str, Any]]] = {
     "json": _write_spec,
     "blocks": _write_blocks,
     "safetensors": _write_weights,
-    "torchscript": _write_torchscript,
+    "pt2": _write_pt2,
     "onnx": _write_onnx,
+    "onnx-int8": _write_onnx_int8,
+    "torchscript": _write_torchscript,
 }
 FORMATS = tuple(FORMAT_WRITERS)
+DEFAULT_FORMATS = ("json", "blocks", "safetensors", "pt2", "onnx")

@@ -1,4 +1,5 @@
-"""`nas.load`: rebuild the plain nn.Module from an exported folder, a run folder, a spec file or a Spec.
+"""`nas.load`: rebuild the plain nn.Module from an exported folder, a run folder, a spec file or a Spec, and,
+when asked, the preprocessing its input needs (the export's config.json, see nas.deploy.preprocessing).
 
 Needs only torch, safetensors and the spec/model modules -- never Optuna or fvcore -- so an exported
 architecture runs wherever torch does.
@@ -14,8 +15,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
+from nas._common.runfiles import CONFIG_FILE
 from nas.arch.spec import Spec
-from nas.deploy.sources import read_source
+from nas.deploy.preprocessing import InputConfig, input_config, read_config
+from nas.deploy.sources import read_source, weights_training
 from nas.errors import NasError
 from nas.model.builder import EfficientNet, build_model
 
@@ -57,18 +60,31 @@ def build_with_weights(spec: Spec, tensors: dict[str, torch.Tensor], origin: str
     return model.eval()
 
 
-def load(source: str | os.PathLike[str] | Spec, weights: str | os.PathLike[str] | None = None) -> nn.Module:
+def load(source: str | os.PathLike[str] | Spec, weights: str | os.PathLike[str] | None = None, *,
+         with_config: bool = False) -> nn.Module | tuple[nn.Module, InputConfig]:
     """The plain nn.Module (eval mode) for a Spec, a name, a spec file, or an exported/run folder.
 
     Weights come from `weights` if given, else from the folder (model.safetensors or checkpoint.safetensors);
     without weights the network is freshly initialised. Input channels and classes follow the weights.
+    With `with_config=True` returns `(model, config)`: the export's config.json, or for other sources the
+    config an export would write (mean and std None when no training run recorded them).
     """
     if isinstance(source, Spec):
-        spec, weights_path = source, weights
+        spec, weights_path = source, Path(weights) if weights is not None else None
+        training = weights_training(weights_path)
     else:
         found = read_source(source, weights)
-        spec, weights_path = found.spec, found.weights
+        spec, weights_path, training = found.spec, found.weights, found.training
     if weights_path is None:
-        return build_model(spec).eval()
-    tensors = read_weights(weights_path)
-    return build_with_weights(fit_spec_to_weights(spec, tensors), tensors, origin=str(weights_path))
+        model = build_model(spec).eval()
+    else:
+        tensors = read_weights(weights_path)
+        spec = fit_spec_to_weights(spec, tensors)
+        model = build_with_weights(spec, tensors, origin=str(weights_path))
+    if not with_config:
+        return model
+    if not isinstance(source, Spec) and (Path(source) / CONFIG_FILE).is_file():
+        return model, read_config(source)
+    if training is not None and training.resolution:
+        spec = spec.replace(resolution=training.resolution)
+    return model, input_config(spec, training if weights_path is not None else None)

@@ -1,5 +1,6 @@
 """Latency of networks on this machine, with the paper's protocol (`measure`: batch 1, one thread, warm-up,
-then repeated timed runs) on three forms of the network: eager, the frozen inference form and onnxruntime.
+then repeated timed runs) on three forms of the network: eager, the inference form captured by torch.export
+and onnxruntime.
 
 A step of its own rather than part of `nas.deploy`: the search reads latency as a cost of a candidate, so it
 must sit below the search. May import `nas.model`, `nas.arch`, `nas._common` and `nas.errors`.

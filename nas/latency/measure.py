@@ -1,7 +1,8 @@
 """Inference latency with the EfficientNet paper's protocol: batch 1, one thread, warm-up, then 20 timed runs.
 
 Three backends run the same network: `eager` (the plain eval-mode nn.Module), `folded` (its inference form:
-BN folded, channels-last, frozen TorchScript -- the module `nas export` writes, see nas.model.inference) and
+BN folded, channels-last input, captured by torch.export -- the graph `nas export` writes as model.pt2, see
+nas.model.inference) and
 `onnxruntime` (the BN-folded network exported to ONNX, run by onnxruntime on the same thread count).
 """
 
@@ -19,7 +20,7 @@ from torch import nn
 from nas.arch.spec import Spec
 from nas.errors import NasError
 from nas.model.builder import build_model
-from nas.model.inference import fold_batchnorm, frozen_inference_model
+from nas.model.inference import export_inference_program, fold_batchnorm
 from nas.model.onnx import export_onnx, onnx_session, run_onnx
 
 
@@ -116,7 +117,7 @@ def _eager(model: nn.Module, threads: int, example: torch.Tensor) -> Callable[[t
 
 
 def _folded(model: nn.Module, threads: int, example: torch.Tensor) -> Callable[[torch.Tensor], object]:
-    return frozen_inference_model(model)
+    return export_inference_program(model, example).module()
 
 
 def _onnxruntime(model: nn.Module, threads: int, example: torch.Tensor) -> Callable[[torch.Tensor], object]:

@@ -1,5 +1,6 @@
 """Spec -> torch: the builder (`builder.build_model`, blocks, initialisation), the inference form (`inference`:
-BN folded into the convs, channels-last, frozen graphs) and the ONNX graph of that form (`onnx`).
+BN folded into the convs, channels-last, captured by torch.export), the ONNX graph of that form (`onnx`)
+and its int8 quantization by onnxruntime (`quantize`).
 
 May import `nas.arch`, `nas._common` and `nas.errors`. Everything downstream (training, scoring, export,
 latency) receives the ordinary modules built here.

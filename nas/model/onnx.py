@@ -12,12 +12,17 @@ import onnxruntime
 import torch
 from torch import nn
 
+from nas.model.inference import MAX_BATCH
+
 INPUT_NAME = "images"
 OUTPUT_NAME = "logits"
+# The ONNX opset the graphs are written in: pinned, so a torch upgrade cannot change the files silently.
+# 20 is torch 2.13's default and runs on onnxruntime 1.17 and later.
+ONNX_OPSET = 20
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor) -> Path:
-    """Write `model` (eval mode) as one self-contained ONNX file whose batch dimension is dynamic.
+    """Write `model` (eval mode) as one self-contained ONNX file (opset ONNX_OPSET) whose batch dimension is dynamic.
 
     Uses torch's dynamo exporter (torch.export + onnxscript); `example` fixes every dimension but the batch.
     Export a network in NCHW layout: onnxruntime picks its own layouts, and a channels-last input would
@@ -25,11 +30,11 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor
     """
     path = Path(path)
     example = example[:1].expand(2, *example.shape[1:]).contiguous()  # batch 1 would be specialised as a constant
-    batch = torch.export.Dim("batch", min=1, max=4096)
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     with torch.no_grad(), _quiet_exporter():
         torch.onnx.export(
             model.eval(), (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            dynamo=True, dynamic_shapes=({0: batch},), external_data=False, verbose=False,
+            dynamo=True, dynamic_shapes=({0: batch},), external_data=False, verbose=False, opset_version=ONNX_OPSET,
         )
     return path
 

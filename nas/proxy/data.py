@@ -14,12 +14,12 @@ Sources understood by `load_dataset`:
   Images are converted to RGB and resized (shorter side, then centre crop) to ``image_size`` pixels.
 
 The validation split is carved from the training set (the search never looks at the test set).
+`dataset_class_names` names a source's labels where the data set has names (an export's config.json).
 """
 
 from __future__ import annotations
 
 import gzip
-import io
 import pickle
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nas._common.images import read_square_image
 from nas.errors import NasError
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -204,15 +205,21 @@ def _load_folder(directory: Path, image_size: int):
     if not directory.is_dir():
         raise NasError(f"image folder {directory} does not exist")
     test_dir = next((directory / n for n in ("val", "test") if (directory / n).is_dir()), None)
-    train_dir = directory / "train" if (directory / "train").is_dir() else directory
-    classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
-    if not classes:
-        raise NasError(f"image folder {train_dir} has no class sub-folders (expected {train_dir}/<class>/<image>)")
+    train_dir, classes = _folder_classes(directory)
     train_x, train_y = _read_class_folders(train_dir, classes, image_size)
     test_x = test_y = None
     if test_dir is not None and train_dir != directory:
         test_x, test_y = _read_class_folders(test_dir, classes, image_size)
     return train_x, train_y, test_x, test_y, len(classes)
+
+
+def _folder_classes(directory: Path) -> tuple[Path, list[str]]:
+    """The training folder (DIR/train or DIR) and its class sub-folders' names, sorted: label i is the i-th."""
+    train_dir = directory / "train" if (directory / "train").is_dir() else directory
+    classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
+    if not classes:
+        raise NasError(f"image folder {train_dir} has no class sub-folders (expected {train_dir}/<class>/<image>)")
+    return train_dir, classes
 
 
 def _read_class_folders(root: Path, classes: list[str], image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -232,18 +239,40 @@ def _read_class_folders(root: Path, classes: list[str], image_size: int) -> tupl
 
 def _read_image(path: Path, size: int) -> np.ndarray:
     """Decode one image to RGB, resize its shorter side to `size` and centre-crop it square."""
-    from PIL import Image, UnidentifiedImageError
+    return read_square_image(path, size, "RGB")
 
+
+# --- class names -------------------------------------------------------------------------------------------
+
+# The Fashion-MNIST labels 0..9, as its authors name them.
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                         "Bag", "Ankle boot")
+
+
+def dataset_class_names(source: str) -> tuple[str, ...] | None:
+    """The names of labels 0, 1, ... of a data source, when it has them (None for IDX files, which do not)."""
+    kind, _, location = source.partition(":")
+    if kind == "fashion-mnist":
+        return FASHION_MNIST_CLASSES
+    if kind == "folder":
+        return tuple(_folder_classes(Path(location))[1])
+    if kind in ("cifar10", "cifar100"):
+        return _cifar_class_names(Path(location), kind == "cifar10")
+    return None
+
+
+def _cifar_class_names(directory: Path, ten: bool) -> tuple[str, ...] | None:
+    sub, meta, key = (("cifar-10-batches-py", "batches.meta", b"label_names") if ten
+                      else ("cifar-100-python", "meta", b"fine_label_names"))
+    path = directory / sub / meta if (directory / sub).is_dir() else directory / meta
+    if not path.is_file():
+        return None
     try:
-        with Image.open(io.BytesIO(path.read_bytes())) as image:
-            image = image.convert("RGB")
-            scale = size / min(image.size)
-            w, h = max(size, round(image.width * scale)), max(size, round(image.height * scale))
-            image = image.resize((w, h), Image.BILINEAR)
-            left, top = (w - size) // 2, (h - size) // 2
-            return np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
-    except (OSError, UnidentifiedImageError) as exc:
-        raise NasError(f"{path}: cannot decode image ({exc})") from exc
+        with path.open("rb") as f:
+            names = _ArrayUnpickler(f, encoding="bytes").load()[key]
+        return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError):
+        return None
 
 
 # Each source kind: (directory given after the colon, image size for sources of mixed sizes) -> the raw arrays

@@ -17,6 +17,7 @@ stand-alone strategy `evaluate(spec, on_epoch) -> accuracy` may replace the trai
 
 from __future__ import annotations
 
+import logging
 import math
 import multiprocessing
 import os
@@ -29,6 +30,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nas._common.logs import configure_logging, tool_log_level
 from nas.arch.resolve import resolve_spec
 from nas.arch.space import SearchSpace, encode, load_space
 from nas.errors import NasError
@@ -47,6 +49,7 @@ from nas.studies.runner import REASON_ATTR, RunSummary, run_trials, trial_second
 from nas.studies.storage import create_or_load_study, open_storage
 
 PHASES = ("search", "finalists")
+log = logging.getLogger(__name__)
 
 
 def enqueue_params(space: SearchSpace, text: str) -> dict[str, Any]:
@@ -102,7 +105,7 @@ class OutputRefresher:
         now = time.monotonic()
         if not self.quiet and (self.per_trial or now - self._last_line >= self.line_every_s):
             line = progress_line(study, trial, self.prefix) if self.per_trial else self._summary_line(study)
-            print(line, flush=True)
+            log.info(line)
             self._last_line = now
         if self.per_trial or now - self._last_write >= self.write_every_s:
             plot = now - self._last_plot >= self.plot_every_s
@@ -167,19 +170,19 @@ def prepare_supernet(config: SearchConfig, space: SearchSpace, quiet: bool = Fal
             raise NasError(f"the supernet in {folder} was trained for another {' and '.join(differs)}: "
                            "train one for this search or search what it was trained for")
         if not quiet:
-            print(f"[supernet] reusing {folder} ({trained.steps_done} steps, {trained.seconds:.0f} s)", flush=True)
+            log.info(f"[supernet] reusing {folder} ({trained.steps_done} steps, {trained.seconds:.0f} s)")
         return {"folder": str(folder), "steps": trained.steps_done, "seconds": trained.seconds}
     data = load_dataset(config.data, seed=config.seed)
     if not quiet:
         low, high = config.window_flops
-        print(f"[supernet] training {preset.steps} steps of batch {preset.batch_size} at {preset.resolution} px, "
-              f"sandwich members in {low / 1e6:g}M-{high / 1e6:g}M FLOPs -> {folder}", flush=True)
+        log.info(f"[supernet] training {preset.steps} steps of batch {preset.batch_size} at {preset.resolution} px, "
+                 f"sandwich members in {low / 1e6:g}M-{high / 1e6:g}M FLOPs -> {folder}")
 
     def on_log(figures: dict[str, Any]) -> None:
         if not quiet:
-            print(f"[supernet] step {figures['step']}/{figures['steps']}: loss largest "
-                  f"{figures['loss_largest']:.3f} smallest {figures['loss_smallest']:.3f}, "
-                  f"{figures['images_per_s']:.0f} img/s, {figures['seconds']:.0f} s", flush=True)
+            log.info(f"[supernet] step {figures['step']}/{figures['steps']}: loss largest "
+                     f"{figures['loss_largest']:.3f} smallest {figures['loss_smallest']:.3f}, "
+                     f"{figures['images_per_s']:.0f} img/s, {figures['seconds']:.0f} s")
 
     trained = train_supernet(space, data, preset, window=config.window_flops, seed=config.seed, folder=folder,
                              on_log=on_log, data_source=config.data, log_every=max(1, preset.steps // 10))
@@ -226,9 +229,12 @@ def _phase(config: SearchConfig, phase: str, evaluate: Evaluate | None, worker_i
     run(config, evaluate, worker_index=worker_index, on_trial_end=refresher)
 
 
-def _worker_main(config: SearchConfig, phase: str, worker_index: int, threads: int) -> None:
+def _worker_main(config: SearchConfig, phase: str, worker_index: int, threads: int,
+                 log_level: int | None = None) -> None:
     import torch
 
+    if log_level is not None:  # a spawned process starts with no logging set up: mirror the parent's
+        configure_logging(log_level)
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _phase(config, phase, None, worker_index, quiet=False)
@@ -243,8 +249,8 @@ def _run_phase(config: SearchConfig, phase: str, evaluate: Evaluate | None, quie
         raise NasError("a custom accuracy source runs with one worker only")
     threads = config.threads or max(1, (os.cpu_count() or 1) // config.workers)
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_worker_main, args=(config, phase, i, threads), name=f"nas-worker-{i}")
-               for i in range(config.workers)]
+    workers = [context.Process(target=_worker_main, args=(config, phase, i, threads, tool_log_level()),
+                               name=f"nas-worker-{i}") for i in range(config.workers)]
     for worker in workers:
         worker.start()
     for worker in workers:

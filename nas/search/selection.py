@@ -42,14 +42,16 @@ def choose_finalists(completed: list[FrozenTrial], window: tuple[float, float], 
                      count: int) -> list[FrozenTrial]:
     """The supernet's candidates worth retraining stand-alone: `count` of its Pareto front inside the FLOPs
     `window` (the highest rewards when more), topped up with the front's members nearest the target when
-    fewer, plus every enqueued model (B0 as the reference). Ordered by trial number."""
+    fewer, then with the best-rewarded candidates inside the window, plus every enqueued model (B0 as the
+    reference). Ordered by trial number."""
     front = front_trials(completed)
-    inside = [t for t in front if window[0] <= t.user_attrs["flops"] <= window[1]]
-    chosen = sorted(inside, key=lambda t: (-t.user_attrs["reward"], t.number))[:count]
-    if len(chosen) < count:
-        rest = sorted((t for t in front if t not in chosen),
-                      key=lambda t: (abs(math.log(t.user_attrs["flops"] / target)), t.number))
-        chosen += rest[:count - len(chosen)]
+    inside = lambda t: window[0] <= t.user_attrs["flops"] <= window[1]  # noqa: E731
+    by_reward = lambda t: (-t.user_attrs["reward"], t.number)  # noqa: E731
+    chosen = sorted(filter(inside, front), key=by_reward)[:count]
+    nearest = sorted((t for t in front if t not in chosen),
+                     key=lambda t: (abs(math.log(t.user_attrs["flops"] / target)), t.number))
+    chosen += nearest[:count - len(chosen)]
+    chosen += sorted((t for t in completed if inside(t) and t not in chosen), key=by_reward)[:count - len(chosen)]
     chosen += [t for t in completed if t.user_attrs.get(ENQUEUED_ATTR) and t not in chosen]
     unique: dict[str, FrozenTrial] = {}
     for trial in sorted(chosen, key=lambda t: t.number):

@@ -54,7 +54,7 @@ def reference_logits(spec: Spec, state: dict[str, torch.Tensor], x: torch.Tensor
 
 
 def assert_export_reproduces(out: Path, spec: Spec, state: dict[str, torch.Tensor], batches=(1, 4)) -> None:
-    """spec/blocks round trips, bit-exact weights via nas.load, TorchScript and onnxruntime within 1e-4."""
+    """spec/blocks round trips, bit-exact weights via nas.load, torch.export and onnxruntime within 1e-4."""
     assert Spec.from_json((out / "spec.json").read_text()) == spec
     blocks = json.loads((out / "blocks.json").read_text())
     assert parse_block_strings(" ".join(blocks["timm"]), **blocks["fields"]) == spec
@@ -66,7 +66,7 @@ def assert_export_reproduces(out: Path, spec: Spec, state: dict[str, torch.Tenso
     loaded = load(out)
     assert all(torch.equal(loaded.state_dict()[k], state[k]) for k in state) and not loaded.training
     session = onnxruntime.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
-    scripted = torch.jit.load(str(out / "model.torchscript.pt"))
+    program = torch.export.load(str(out / "model.pt2")).module()
     for batch in batches:
         x = torch.randn(batch, spec.in_channels, spec.resolution, spec.resolution)
         expected = reference_logits(spec, state, x)
@@ -74,7 +74,7 @@ def assert_export_reproduces(out: Path, spec: Spec, state: dict[str, torch.Tenso
         onnx_out = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
         assert (onnx_out - expected).abs().max() < 1e-4
         with torch.no_grad():
-            assert (scripted(x) - expected).abs().max() < 1e-4
+            assert (program(x) - expected).abs().max() < 1e-4
             assert (loaded(x) - expected).abs().max() == 0
 
 
@@ -82,7 +82,7 @@ def test_small_spec_with_weights_round_trips(tmp_path):
     state = write_checkpoint(SMALL, tmp_path / "ckpt.safetensors")
     (tmp_path / "small.json").write_text(SMALL.to_json())
     report = export(tmp_path / "small.json", tmp_path / "out", weights=tmp_path / "ckpt.safetensors")
-    assert set(report.files) == {"spec.json", "blocks.json", "model.safetensors", "model.torchscript.pt",
+    assert set(report.files) == {"spec.json", "blocks.json", "config.json", "model.safetensors", "model.pt2",
                                  "model.onnx", "README.md"}
     assert json.loads((tmp_path / "out" / "blocks.json").read_text())["tf"] is None  # a 'conv' stage has no TF form
     assert_export_reproduces(tmp_path / "out", SMALL, state)
@@ -192,7 +192,7 @@ def test_bound_widens_to_the_float32_noise_floor_of_an_ill_conditioned_network(t
     allowed = float(report.checks["allowed max abs difference"])
     assert allowed == pytest.approx(NOISE_FACTOR * noise, rel=1e-2)
     assert allowed < 1e-4 * float(report.checks["largest |logit| of the eval network"])  # still a sharp check
-    for check in ("torchscript vs eager", "onnxruntime vs eager"):
+    for check in ("torch.export (pt2) vs eager", "onnxruntime vs eager"):
         assert report.checks[check] <= allowed
     card = (tmp_path / "out" / "README.md").read_text()
     assert "noise floor" in card and f"allowed max abs difference: {report.checks['allowed max abs difference']}" in card
@@ -201,16 +201,16 @@ def test_bound_widens_to_the_float32_noise_floor_of_an_ill_conditioned_network(t
 def test_an_export_that_does_not_reproduce_the_network_writes_nothing(tmp_path, monkeypatch):
     import nas.deploy.export
 
-    real = nas.deploy.export.frozen_inference_model
+    real = nas.deploy.export.export_inference_program
 
-    def off_by_a_little(model):
+    def off_by_a_little(model, example):
         shifted = copy.deepcopy(model)
         with torch.no_grad():
             shifted.classifier.bias += 1e-3
-        return real(shifted)
+        return real(shifted, example)
 
-    monkeypatch.setattr(nas.deploy.export, "frozen_inference_model", off_by_a_little)
-    with pytest.raises(nas.deploy.export.ExportMismatch, match="TorchScript differs .* allowed 0.0001"):
+    monkeypatch.setattr(nas.deploy.export, "export_inference_program", off_by_a_little)
+    with pytest.raises(nas.deploy.export.ExportMismatch, match="torch.export program differs .* allowed 0.0001"):
         export_spec(SMALL, tmp_path / "out", tensors=trained_state(SMALL))
     assert list((tmp_path / "out").iterdir()) == []
 

@@ -5,7 +5,11 @@ from torch import nn
 
 from nas.arch.efficientnet import efficientnet
 from nas.model.builder import ConvBN, build_model
-from nas.model.inference import fold_batchnorm, frozen_inference_model, inference_model
+from nas.model.inference import (
+    export_inference_program,
+    fold_batchnorm,
+    inference_model,
+)
 from nas.model.onnx import export_onnx, onnx_session, run_onnx
 from tests.trained_weights import Block, randomize_batchnorm, toy_network, trained_like
 
@@ -44,7 +48,7 @@ def test_inference_form_of_b0_equals_the_eval_network():
         expected = model(x)
         assert expected.abs().max() > 1.0  # logits of order one, so the tolerance below means something
         assert (deployed(x) - expected).abs().max() < 1e-4
-        assert (frozen_inference_model(model)(x) - expected).abs().max() < 1e-4
+        assert (export_inference_program(model, x).module()(x) - expected).abs().max() < 1e-4
 
 
 def test_onnx_export_matches_torch_with_a_dynamic_batch(tmp_path):
