@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the architectures and the data split")
     parser.add_argument("--proxy", default="search")
     parser.add_argument("--supernet-steps", type=int)
-    parser.add_argument("--scoring-val", type=int, help="validation images per supernet score (default: all)")
+    parser.add_argument("--scoring-val", type=int, help="validation images per supernet score (default: the search's)")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--out", type=Path, default=Path("runs/bench-ranking"))
     args = parser.parse_args()
@@ -138,19 +138,21 @@ def main() -> None:
                          on_log=lambda f: print(f"supernet step {f['step']}/{f['steps']} "
                                                 f"{f['images_per_s']:.0f} img/s", flush=True))
     train_seconds = run.seconds
-    scorer = SupernetScorer(run.supernet, full, sn_preset.resolution,
-                            ScoringSettings(val_images=args.scoring_val), seed=args.seed)
+    settings = ScoringSettings(val_images=args.scoring_val) if args.scoring_val else ScoringSettings()
+    scorer = SupernetScorer(run.supernet, full, sn_preset.resolution, settings, seed=args.seed)
     scorer.score(specs[0])  # warm-up
-    scores, seconds = [], []
+    scores, losses, seconds = [], [], []
     for spec in specs:
         score = scorer.score(spec)
         scores.append(score.accuracy)
+        losses.append(-score.loss)
         seconds.append(score.seconds)
 
     seeds = [[cache[f"standalone:{i}:{s}"] for s in (0, 1)] for i in range(len(specs))]
     truth = [statistics.fmean(r["val_acc"] for r in runs) for runs in seeds]
     estimators = {
         "supernet score": scores,
+        "supernet val loss (negated)": losses,
         "parameter count": [float(count_params(spec)) for spec in specs],
         "1-epoch stand-alone": [cache[f"one_epoch:{i}"]["val_acc"] for i in range(len(specs))],
     }

@@ -30,7 +30,7 @@ class ScoringSettings:
 
     calibration_images: int = 512
     calibration_batch: int = 256
-    val_images: int | None = None  # None: the whole validation split
+    val_images: int | None = 1000  # the first of the validation split (None: all of it)
     eval_batch: int = 1000
 
 
