@@ -12,6 +12,7 @@ WEIGHTS_FILE = "model.safetensors"  # the weights of an exported folder
 FAMILY_FOLDER = "family"  # the scaling stage's members, b1.json ... b7.json, inside a run folder
 STUDY_JOURNAL = "study.journal"  # a search study's Optuna journal
 GRID_JOURNAL = "scaling.journal"  # the scaling grid's Optuna journal
+LATENCY_TABLE_FILE = "latency_table.json"  # `nas latency-table`: per-part latencies on one device
 
 # A folder's spec document and the weights file that goes with it, in the order they are looked for:
 # a study folder, then a training run, then an export.

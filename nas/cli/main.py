@@ -7,11 +7,11 @@ import argparse
 import sys
 from typing import Sequence
 
-from nas.cli import export, latency, report, scale, search, show, train
+from nas.cli import export, latency, latency_table, report, scale, search, show, train
 from nas.errors import NasError
 
 # Each command module exposes add_parser(subparsers) and run(args) -> int.
-COMMANDS = (show, train, search, report, scale, export, latency)
+COMMANDS = (show, train, search, report, scale, export, latency, latency_table)
 
 EXIT_USAGE = 2
 
