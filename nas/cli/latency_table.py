@@ -7,9 +7,8 @@ import sys
 import time
 
 from nas.arch.resolve import resolve_spec
-from nas.arch.space import DEFAULT_SPACE, load_space
-from nas.latency.parts import Part, space_parts, unique_parts
-from nas.latency.table import build_table, current_setup, default_table_path, open_table
+from nas.arch.space import DEFAULT_SPACE
+from nas.latency.table import build_table, current_setup, default_table_path, open_table, table_parts
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -31,12 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     setup = current_setup(args.device, threads=args.threads, batch=args.batch, runs=args.runs, warmup=args.warmup)
-    parts: dict[str, Part] = {}
-    if args.space or not args.spec:
-        parts.update(space_parts(load_space(args.space or DEFAULT_SPACE), args.resolution))
-    for model in args.spec:
-        spec = resolve_spec(model)
-        parts.update(unique_parts([spec if args.resolution is None else spec.replace(resolution=args.resolution)]))
+    space = args.space or (None if args.spec else DEFAULT_SPACE)
+    parts = table_parts(space, [resolve_spec(model) for model in args.spec], args.resolution)
     table = open_table(args.out or default_table_path(setup), setup)
     todo = len(table.missing(parts))
     print(f"{len(parts)} parts, {len(parts) - todo} already in {table.path}, {todo} to measure on "

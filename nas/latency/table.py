@@ -15,7 +15,7 @@ import dataclasses
 import json
 import os
 import platform
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,9 @@ from nas._common.atomic import write_text_atomic
 from nas._common.runfiles import LATENCY_TABLE_FILE, RUNS_DIR
 from nas.errors import NasError
 from nas.latency.measure import measure_model, resolve_device
-from nas.latency.parts import Part
+from nas.arch.space import SearchSpace, load_space
+from nas.arch.spec import Spec
+from nas.latency.parts import Part, space_parts, unique_parts
 
 TABLE_SCHEMA = 1
 TABLE_KIND = "effnas latency table"
@@ -196,3 +198,30 @@ def build_table(table: LatencyTable, parts: Mapping[str, Part], *, progress: Pro
             progress(done, len(todo), key, table.entries[key])
     return todo
 
+
+
+def table_parts(space: str | SearchSpace | None = None, specs: Sequence[Spec] = (),
+                resolution: int | None = None) -> dict[str, Part]:
+    """The parts of a space (a name, file or loaded space) and of some networks, at `resolution` if given."""
+    parts: dict[str, Part] = {}
+    if space is not None:
+        parts.update(space_parts(load_space(space) if isinstance(space, str) else space, resolution))
+    if resolution is not None:
+        specs = [spec.replace(resolution=resolution) for spec in specs]
+    parts.update(unique_parts(specs))
+    return parts
+
+
+def build_latency_table(path: str | os.PathLike[str] | None = None, *, space: str | SearchSpace | None = None,
+                        specs: Sequence[Spec] = (), resolution: int | None = None, device: str = "cpu",
+                        threads: int = 1, batch: int = 1, runs: int = 20, warmup: int = 5,
+                        progress: Progress | None = None) -> LatencyTable:
+    """Measure (or complete) the table of a space's and some networks' parts on this machine: `nas latency-table`.
+
+    `path` is a .json file or a folder (default runs/latency-DEVICE-tTHREADS-bBATCH); an existing table there
+    is resumed, and refused if it was measured under another setup.
+    """
+    setup = current_setup(device, threads=threads, batch=batch, runs=runs, warmup=warmup)
+    table = open_table(path if path is not None else default_table_path(setup), setup)
+    build_table(table, table_parts(space, specs, resolution), progress=progress)
+    return table

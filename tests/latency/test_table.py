@@ -11,7 +11,7 @@ from nas.arch.space import load_space
 from nas.errors import NasError
 from nas.latency.measure import resolve_device
 from nas.latency.parts import space_parts
-from nas.latency.table import build_table, current_setup, load_table, open_table
+from nas.latency.table import build_latency_table, build_table, current_setup, load_table, open_table
 from tests.latency.micro_space import write_micro_space
 
 FAST = {"runs": 3, "warmup": 1}
@@ -23,9 +23,8 @@ def micro_parts(tmp_path):
 
 
 def test_a_small_space_table_is_measured_and_stored_with_its_setup(tmp_path, micro_parts):
-    table = open_table(tmp_path / "run", current_setup("cpu", **FAST))
-    measured = build_table(table, micro_parts)
-    assert measured == list(micro_parts) and len(table) == len(micro_parts) > 10
+    table = build_latency_table(tmp_path / "run", space=str(tmp_path / "micro.toml"), device="cpu", **FAST)
+    assert list(table.entries) == list(micro_parts) and len(micro_parts) > 10
     data = json.loads((tmp_path / "run" / "latency_table.json").read_text())
     assert data["setup"]["torch"] == torch.__version__ and data["setup"]["threads"] == 1
     assert data["setup"]["backend"] == "folded" and data["setup"]["machine"]
