@@ -1,5 +1,5 @@
-"""Small helpers every step uses: atomic file writes, text and markdown tables, the run-folder file names and
-the parsers of numbers users type (FLOPs, lists of budgets, timeouts).
+"""Small helpers every step uses: atomic file writes, reading JSON files, text and markdown tables, the
+run-folder file names and the parsers of numbers users type (FLOPs, lists of budgets, latencies, timeouts).
 
 Private to the package. Imports nothing from `nas` but `nas.errors`, so any step may import it.
 """

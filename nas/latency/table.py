@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from nas._common.atomic import write_text_atomic
+from nas._common.jsonfile import read_json
 from nas._common.runfiles import LATENCY_TABLE_FILE, RUNS_DIR
 from nas.errors import NasError
 from nas.latency.measure import measure_model, resolve_device
@@ -124,14 +125,7 @@ def table_file(path: str | os.PathLike[str]) -> Path:
 def load_table(path: str | os.PathLike[str]) -> LatencyTable:
     """Read a table file (or the one in a run folder); NasError naming the file and the problem."""
     file = table_file(path)
-    try:
-        data = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise NasError(f"latency table not found: {file} (build one with `nas latency-table`)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise NasError(f"cannot read latency table {file}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise NasError(f"{file}: not valid JSON: {exc}") from None
+    data = read_json(file, "latency table", " (build one with `nas latency-table`)")
     if not isinstance(data, dict) or data.get("kind") != TABLE_KIND:
         raise NasError(f"{file}: not a latency table (no \"kind\": \"{TABLE_KIND}\")")
     if data.get("schema_version") != TABLE_SCHEMA:
