@@ -25,13 +25,16 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from nas.arch.cost import count_flops
 from nas.arch.efficientnet import efficientnet
 from nas.arch.space import load_space, sample
-from nas.latency.measure import measure_latency
+from nas.arch.spec import Spec
+from nas.latency.measure import BACKEND_FORMS, time_interleaved, torch_threads
+from nas.model.builder import build_model
 from nas.latency.predict import load_predictor
-from nas.latency.table import build_table, current_setup, open_table, table_file, table_parts
+from nas.latency.table import MeasureSetup, build_table, current_setup, open_table, table_file, table_parts
 
 FAMILY = ("b0", "b1", "b2", "b3")
 SPEARMAN_TARGET = 0.95
@@ -75,6 +78,26 @@ def step_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def measure_interleaved(specs: list[Spec], setup: MeasureSetup, runs: int, warmup: int,
+                        rounds: int) -> list[tuple[float, ...]]:
+    """Each network's timed runs (the table's form, threads and batch), split over `rounds` rounds that each
+    visit every network: load that comes and goes on a shared machine then hits every network alike, and a
+    network's median is over the whole step's conditions, not one moment's."""
+    calls = []
+    with torch_threads(setup.threads):
+        for spec in specs:
+            torch.manual_seed(0)
+            x = torch.randn(setup.batch, spec.in_channels, spec.resolution, spec.resolution)
+            form = BACKEND_FORMS[setup.backend](build_model(spec).eval(), setup.threads, x)
+            calls.append(lambda form=form, x=x: form(x))
+        return time_interleaved(calls, runs=runs, warmup=warmup, rounds=rounds)
+
+
+def spearman(a: pd.Series, b: pd.Series) -> float:
+    """Spearman's rank correlation: Pearson's on the ranks (ties share their mean rank)."""
+    return a.rank().corr(b.rank())
+
+
 def step_compare(args: argparse.Namespace) -> int:
     space = load_space("mnasnet")
     predictor = load_predictor(args.table, space)
@@ -82,36 +105,36 @@ def step_compare(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     specs = [efficientnet(name) for name in FAMILY]
     specs += [sample(space, RandomSuggester(rng)).replace(name=f"sample{i}") for i in range(args.specs)]
-    print(f"{load_text()}; {len(specs)} networks, folded, batch {setup.batch}, {setup.threads} thread(s), "
-          f"median of {args.runs} runs after {args.warmup} warm-up; table {predictor.table.path} "
-          f"({len(predictor.table)} parts)", flush=True)
+    print(f"{load_text()}; {len(specs)} networks, {setup.backend}, batch {setup.batch}, {setup.threads} thread(s), "
+          f"median of {args.runs} runs after {args.warmup} warm-up in {args.rounds} interleaved rounds; table "
+          f"{predictor.table.path} ({len(predictor.table)} parts, {setup.describe()})", flush=True)
+    start = time.perf_counter()
+    times = measure_interleaved(specs, setup, args.runs, args.warmup, args.rounds)
+    took = time.perf_counter() - start
     rows = []
-    for spec in specs:
-        predicted = predictor(spec)
-        measured = measure_latency(spec, backend=setup.backend, threads=setup.threads, batch=setup.batch,
-                                   runs=args.runs, warmup=args.warmup).median_s
+    for spec, runs in zip(specs, times):
+        predicted, measured = predictor(spec), statistics.median(runs)
         rows.append({"network": spec.name, "blocks": spec.num_blocks, "MFLOPs": count_flops(spec) / 1e6,
                      "predicted_ms": predicted * 1e3, "measured_ms": measured * 1e3,
                      "error": (predicted - measured) / measured})
         print(f"  {spec.name:<16}{spec.num_blocks:>4} blocks {rows[-1]['MFLOPs']:>8.0f} MFLOPs  predicted "
-              f"{predicted * 1e3:7.2f} ms  measured {measured * 1e3:7.2f} ms  {rows[-1]['error']:+7.1%}", flush=True)
+              f"{predicted * 1e3:7.2f} ms  measured {measured * 1e3:7.2f} ms  {rows[-1]['error']:+7.1%}")
     frame = pd.DataFrame(rows)
     sampled = frame[frame.network.str.startswith("sample")]
     many = [sample(space, RandomSuggester(random.Random(args.seed + 1))) for _ in range(1000)]
-    start = time.perf_counter()
+    start_predict = time.perf_counter()
     for spec in many:
         predictor(spec)
-    per_spec = (time.perf_counter() - start) / len(many)
+    per_spec = (time.perf_counter() - start_predict) / len(many)
 
     ok = True
-    print(f"\n{load_text()}")
+    print(f"\nmeasured in {took:.0f} s; {load_text()}")
     for label, part in (("all", frame), (f"{len(sampled)} sampled", sampled)):
-        rho = part.predicted_ms.corr(part.measured_ms, method="spearman")
+        rho = spearman(part.predicted_ms, part.measured_ms)
         mape = part.error.abs().median()
-        flops_rho = part.MFLOPs.corr(part.measured_ms, method="spearman")
         print(f"{label + ':':<12} prediction Spearman {rho:.3f} (target >= {SPEARMAN_TARGET}), median abs error "
               f"{mape:.1%} (target <= {MAPE_TARGET:.0%}), median signed error {part.error.median():+.1%}; "
-              f"FLOPs Spearman {flops_rho:.3f}")
+              f"FLOPs Spearman {spearman(part.MFLOPs, part.measured_ms):.3f}")
         if label == "all":
             ok = rho >= SPEARMAN_TARGET and mape <= MAPE_TARGET
     print(f"predictor: {per_spec * 1e6:.0f} us a spec (1000 sampled specs)")
@@ -131,6 +154,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=4, help="compare: interleaved rounds the runs are split over")
     args = parser.parse_args()
     return step_table(args) if args.step == "table" else step_compare(args)
 

@@ -97,6 +97,21 @@ def time_calls(call: Callable[[], object], runs: int, warmup: int,
     return tuple(times)
 
 
+def time_interleaved(calls: Sequence[Callable[[], object]], *, runs: int, warmup: int, rounds: int,
+                     sync: Callable[[], None] = lambda: None) -> list[tuple[float, ...]]:
+    """Each call's `runs` timed seconds (after `warmup` untimed calls), split over `rounds` rounds that each
+    visit every call in turn, under torch.inference_mode."""
+    times: list[list[float]] = [[] for _ in calls]
+    with torch.inference_mode():
+        for call in calls:
+            time_calls(call, 0, warmup, sync)
+        for index in range(rounds):
+            share = runs // rounds + (1 if index < runs % rounds else 0)
+            for i, call in enumerate(calls):
+                times[i] += time_calls(call, share, 0, sync)
+    return [tuple(t) for t in times]
+
+
 def measure_model(model: nn.Module, input_shape: tuple[int, int, int], *, backend: str = "eager",
                   threads: int = 1, batch: int = 1, runs: int = 20, warmup: int = 5, seed: int = 0,
                   device: str | torch.device = "cpu", channels_last_input: bool = False) -> Latency:
@@ -128,17 +143,11 @@ def compare_backends(model: nn.Module, input_shape: tuple[int, int, int], backen
     x = torch.randn((batch, *input_shape), generator=torch.Generator().manual_seed(seed)).to(device)
     if channels_last_input:
         x = x.contiguous(memory_format=torch.channels_last)
-    sync = synchronizer(device)
-    times: dict[str, list[float]] = {backend: [] for backend in backends}
     with torch_threads(threads):
         forwards = {backend: BACKEND_FORMS[backend](model.eval().to(device), threads, x) for backend in backends}
-        with torch.inference_mode():
-            for forward in forwards.values():
-                time_calls(lambda: forward(x), 0, warmup, sync)
-            for index in range(rounds):
-                share = runs // rounds + (1 if index < runs % rounds else 0)
-                for backend, forward in forwards.items():
-                    times[backend] += time_calls(lambda: forward(x), share, 0, sync)
+        timed = time_interleaved([lambda forward=forward: forward(x) for forward in forwards.values()], runs=runs,
+                                 warmup=warmup, rounds=rounds, sync=synchronizer(device))
+    times = dict(zip(forwards, timed))
     return {backend: Latency(backend, threads, batch, tuple(times[backend])) for backend in backends}
 
 

@@ -83,3 +83,11 @@ def test_devices_resolve_or_fail_in_one_line():
             current_setup("cuda")
         with pytest.raises(NasError, match="CUDA is not available"):
             resolve_device("cuda:1")
+
+
+def test_gpu_indices_are_checked_against_the_visible_gpus(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(NasError, match="only 2 GPU"):
+        resolve_device("cuda:2")
