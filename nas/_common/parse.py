@@ -1,5 +1,5 @@
 """Parsers and type checks for the numbers users type or write in files: FLOPs ('400M'), lists of them,
-timeouts, windows. Each raises NasError naming the option and what it expected."""
+latencies ('20ms'), timeouts, windows. Each raises NasError naming the option and what it expected."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from nas.errors import NasError
 
 _SUFFIX = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "b": 1e9}
 _FLOPS = re.compile(r"\s*([0-9]*\.?[0-9]+(?:e[+]?[0-9]+)?)\s*([kmgb]?)\s*")
+_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+_LATENCY = re.compile(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*(s|ms|us)\s*")
 
 
 def is_int(value: Any) -> bool:
@@ -32,6 +34,17 @@ def parse_flops(text: str, option: str = "--target-flops") -> int:
     if not 1 <= value < math.inf:
         raise NasError(f"{option}: must be a positive number of FLOPs, got {text!r}")
     return int(round(value))
+
+
+def parse_latency(text: str, option: str = "--target-latency") -> float:
+    """'20ms', '0.02s' or '20000us' -> 0.02 (seconds); the unit is required, so 20 is not read as 20 s."""
+    match = _LATENCY.fullmatch(str(text).lower())
+    if not match:
+        raise NasError(f"{option}: cannot read {text!r} (expected a time with its unit, e.g. 20ms, 0.02s or 20000us)")
+    value = float(match.group(1)) * _SECONDS[match.group(2)]
+    if not 0 < value < math.inf:
+        raise NasError(f"{option}: must be a positive time, got {text!r}")
+    return value
 
 
 def parse_flops_list(text: str, option: str = "--budgets") -> list[int]:

@@ -19,6 +19,7 @@ CARD_FILE = "README.md"  # an exported folder's model card
 FAMILY_FOLDER = "family"  # the scaling stage's members, b1.json ... b7.json, inside a run folder
 STUDY_JOURNAL = "study.journal"  # a search study's Optuna journal
 GRID_JOURNAL = "scaling.journal"  # the scaling grid's Optuna journal
+LATENCY_TABLE_FILE = "latency_table.json"  # `nas latency-table`: per-part latencies on one device
 
 # A folder's spec document and the weights file that goes with it, in the order they are looked for:
 # a study folder, then a training run, then an export.

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nas._common.atomic import write_text_atomic
+from nas._common.jsonfile import read_json
 from nas.errors import NasError
 
 SCHEMA_VERSION = 1
@@ -220,16 +221,7 @@ def conv_output_size(size: int, stride: int) -> int:
 def load_spec(path: str | os.PathLike[str]) -> Spec:
     """Read a spec from a JSON file: a plain spec, or a document (like a study's best.json) with a "spec" key."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise NasError(f"spec file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise NasError(f"cannot read spec file {path}: {exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise NasError(f"{path}: not valid JSON: {exc}") from None
+    data = read_json(path, "spec file")
     if isinstance(data, dict) and "spec" in data and "stages" not in data:
         data = data["spec"]
     try:

@@ -13,6 +13,7 @@ from nas._common.logs import configure_logging
 from nas.cli import (
     export,
     latency,
+    latency_table,
     predict,
     report,
     scale,
@@ -25,7 +26,7 @@ from nas.cli.config_file import expand_command_line, resolved_settings
 from nas.errors import NasError
 
 # Each command module exposes add_parser(subparsers) and run(args) -> int.
-COMMANDS = (show, train, supernet, search, report, scale, export, predict, latency)
+COMMANDS = (show, train, supernet, search, report, scale, export, predict, latency, latency_table)
 
 EXIT_USAGE = 2
 DISTRIBUTION = "effnas"  # the project's name in pyproject.toml

@@ -4,6 +4,7 @@ Three backends run the same network: `eager` (the plain eval-mode nn.Module), `f
 BN folded, channels-last input, captured by torch.export -- the graph `nas export` writes as model.pt2, see
 nas.model.inference) and
 `onnxruntime` (the BN-folded network exported to ONNX, run by onnxruntime on the same thread count).
+The torch backends run on any torch device (`resolve_device`: cpu, cuda, cuda:N); onnxruntime on the CPU.
 """
 
 import contextlib
@@ -57,32 +58,79 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def time_calls(call: Callable[[], object], runs: int, warmup: int) -> tuple[float, ...]:
-    """Call `call` `warmup` times untimed, then `runs` times, returning each timed call's seconds."""
+def resolve_device(name: str | torch.device = "cpu") -> torch.device:
+    """'cpu', 'cuda' or 'cuda:N' as a torch device; NasError when this machine has no such device."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise NasError(f"unknown device {str(name)!r}: expected cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise NasError(f"device {str(name)!r} is not supported for latency: expected cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise NasError(f"device {str(name)!r}: CUDA is not available on this machine "
+                           f"(torch {torch.__version__}, {torch.cuda.device_count()} GPU(s) visible)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise NasError(f"device {str(name)!r}: only {torch.cuda.device_count()} GPU(s) visible")
+    return device
+
+
+def synchronizer(device: torch.device) -> Callable[[], None]:
+    """What waits for the device's queued work: a CUDA call returns before its kernels finish."""
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def time_calls(call: Callable[[], object], runs: int, warmup: int,
+               sync: Callable[[], None] = lambda: None) -> tuple[float, ...]:
+    """Call `call` `warmup` times untimed, then `runs` times, returning each timed call's seconds
+    (each ended by `sync`, so asynchronous devices are timed to completion)."""
     for _ in range(warmup):
         call()
+    sync()
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         call()
+        sync()
         times.append(time.perf_counter() - start)
     return tuple(times)
 
 
+def time_interleaved(calls: Sequence[Callable[[], object]], *, runs: int, warmup: int, rounds: int,
+                     sync: Callable[[], None] = lambda: None) -> list[tuple[float, ...]]:
+    """Each call's `runs` timed seconds (after `warmup` untimed calls), split over `rounds` rounds that each
+    visit every call in turn, under torch.inference_mode."""
+    times: list[list[float]] = [[] for _ in calls]
+    with torch.inference_mode():
+        for call in calls:
+            time_calls(call, 0, warmup, sync)
+        for index in range(rounds):
+            share = runs // rounds + (1 if index < runs % rounds else 0)
+            for i, call in enumerate(calls):
+                times[i] += time_calls(call, share, 0, sync)
+    return [tuple(t) for t in times]
+
+
 def measure_model(model: nn.Module, input_shape: tuple[int, int, int], *, backend: str = "eager",
-                  threads: int = 1, batch: int = 1, runs: int = 20, warmup: int = 5, seed: int = 0) -> Latency:
+                  threads: int = 1, batch: int = 1, runs: int = 20, warmup: int = 5, seed: int = 0,
+                  device: str | torch.device = "cpu", channels_last_input: bool = False) -> Latency:
     """Latency of `model` on inputs of shape (batch, *input_shape) with the given backend."""
     return compare_backends(model, input_shape, (backend,), threads=threads, batch=batch, runs=runs, warmup=warmup,
-                            seed=seed, rounds=1)[backend]
+                            seed=seed, rounds=1, device=device, channels_last_input=channels_last_input)[backend]
 
 
 def compare_backends(model: nn.Module, input_shape: tuple[int, int, int], backends: Sequence[str] | None = None, *,
                      threads: int = 1, batch: int = 1, runs: int = 20, warmup: int = 5, seed: int = 0,
-                     rounds: int = 4) -> dict[str, Latency]:
+                     rounds: int = 4, device: str | torch.device = "cpu",
+                     channels_last_input: bool = False) -> dict[str, Latency]:
     """Latency of `model` on several backends, timed in interleaved rounds.
 
     Each backend gets `runs` timed calls split over `rounds` rounds that alternate between backends, so a
     change in machine load during the measurement hits every backend alike and their ratios stay fair.
+    The model is moved to `device`. `channels_last_input` feeds the input in channels-last layout, as a part
+    inside the folded network receives it (the per-part latency table uses it).
     """
     backends = BACKENDS if backends is None else tuple(backends)
     unknown = [backend for backend in backends if backend not in BACKEND_FORMS]
@@ -90,26 +138,26 @@ def compare_backends(model: nn.Module, input_shape: tuple[int, int, int], backen
         raise NasError(f"unknown latency backend {unknown[0]!r}; choose one of {', '.join(BACKENDS)}")
     if threads < 1 or batch < 1 or runs < 1 or warmup < 0 or rounds < 1:
         raise NasError("threads, batch, runs and rounds must be at least 1 and warmup at least 0")
-    x = torch.randn((batch, *input_shape), generator=torch.Generator().manual_seed(seed))
-    times: dict[str, list[float]] = {backend: [] for backend in backends}
+    device = resolve_device(device)
+    if device.type != "cpu" and "onnxruntime" in backends:
+        raise NasError(f"the onnxruntime backend runs on the CPU only, not on {device}")
+    x = torch.randn((batch, *input_shape), generator=torch.Generator().manual_seed(seed)).to(device)
+    if channels_last_input:
+        x = x.contiguous(memory_format=torch.channels_last)
     with torch_threads(threads):
-        forwards = {backend: BACKEND_FORMS[backend](model.eval(), threads, x) for backend in backends}
-        with torch.inference_mode():
-            for forward in forwards.values():
-                time_calls(lambda: forward(x), 0, warmup)
-            for index in range(rounds):
-                share = runs // rounds + (1 if index < runs % rounds else 0)
-                for backend, forward in forwards.items():
-                    times[backend] += time_calls(lambda: forward(x), share, 0)
+        forwards = {backend: BACKEND_FORMS[backend](model.eval().to(device), threads, x) for backend in backends}
+        timed = time_interleaved([lambda forward=forward: forward(x) for forward in forwards.values()], runs=runs,
+                                 warmup=warmup, rounds=rounds, sync=synchronizer(device))
+    times = dict(zip(forwards, timed))
     return {backend: Latency(backend, threads, batch, tuple(times[backend])) for backend in backends}
 
 
 def measure_latency(spec: Spec, *, backend: str = "eager", threads: int = 1, batch: int = 1, runs: int = 20,
-                    warmup: int = 5, seed: int = 0) -> Latency:
+                    warmup: int = 5, seed: int = 0, device: str | torch.device = "cpu") -> Latency:
     """Latency of the network a spec describes, on inputs at the spec's resolution and channel count."""
     torch.manual_seed(seed)
     return measure_model(build_model(spec), (spec.in_channels, spec.resolution, spec.resolution), backend=backend,
-                         threads=threads, batch=batch, runs=runs, warmup=warmup, seed=seed)
+                         threads=threads, batch=batch, runs=runs, warmup=warmup, seed=seed, device=device)
 
 
 def _eager(model: nn.Module, threads: int, example: torch.Tensor) -> Callable[[torch.Tensor], object]:

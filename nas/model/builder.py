@@ -19,6 +19,7 @@ from nas.errors import NasError
 # The TF reference's BN settings, in PyTorch's convention (momentum 0.01 == TF decay 0.99).
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01
+STEM_KERNEL, STEM_STRIDE = 3, 2
 
 
 class ConvBN(nn.Module):
@@ -129,7 +130,7 @@ class EfficientNet(nn.Module):
     def __init__(self, spec: Spec):
         super().__init__()
         layout = block_layout(spec)
-        self.stem = ConvBN(spec.in_channels, spec.stem_channels, 3, 2)
+        self.stem = ConvBN(spec.in_channels, spec.stem_channels, STEM_KERNEL, STEM_STRIDE)
         self.blocks = nn.Sequential(*(Block(block) for block in layout))
         self.head = ConvBN(layout[-1].out_channels, spec.head_channels, 1)
         self.pool = nn.AdaptiveAvgPool2d(1)

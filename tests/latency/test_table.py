@@ -1,0 +1,93 @@
+"""The latency table: measured on the folded form, stored with its setup, resumable, never mixing setups."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from nas.arch.space import load_space
+from nas.errors import NasError
+from nas.latency.measure import resolve_device
+from nas.latency.parts import space_parts
+from nas.latency.table import build_latency_table, build_table, current_setup, load_table, open_table
+from tests.latency.micro_space import write_micro_space
+
+FAST = {"runs": 3, "warmup": 1}
+
+
+@pytest.fixture
+def micro_parts(tmp_path):
+    return space_parts(load_space(str(write_micro_space(tmp_path))))
+
+
+def test_a_small_space_table_is_measured_and_stored_with_its_setup(tmp_path, micro_parts):
+    table = build_latency_table(tmp_path / "run", space=str(tmp_path / "micro.toml"), device="cpu", **FAST)
+    assert list(table.entries) == list(micro_parts) and len(micro_parts) > 10
+    data = json.loads((tmp_path / "run" / "latency_table.json").read_text())
+    assert data["setup"]["torch"] == torch.__version__ and data["setup"]["threads"] == 1
+    assert data["setup"]["backend"] == "folded" and data["setup"]["machine"]
+    again = load_table(tmp_path / "run")
+    assert again.entries == table.entries and again.setup == table.setup
+    assert all(0 < seconds < 1 for seconds in again.entries.values())
+
+
+def test_a_resumed_table_measures_nothing_twice(tmp_path, micro_parts):
+    path = tmp_path / "table.json"
+    first: list[str] = []
+
+    def stop_after_five(done, total, key, seconds):
+        first.append(key)
+        if done == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_table(open_table(path, current_setup(**FAST)), micro_parts, progress=stop_after_five)
+    kept = load_table(path).entries
+    assert list(kept) == first and len(first) == 5
+    resumed = open_table(path, current_setup(**FAST))
+    second = build_table(resumed, micro_parts)
+    assert not set(first) & set(second) and set(first) | set(second) == set(micro_parts)
+    assert {key: resumed.entries[key] for key in first} == kept
+    assert build_table(open_table(path, current_setup(**FAST)), micro_parts) == []
+
+
+def test_a_table_of_another_setup_is_refused(tmp_path, micro_parts):
+    path = tmp_path / "table.json"
+    some = dict(list(micro_parts.items())[:2])
+    build_table(open_table(path, current_setup(**FAST)), some)
+    with pytest.raises(NasError, match="threads 1, this run has 2"):
+        open_table(path, current_setup(threads=2, **FAST))
+    with pytest.raises(NasError, match="runs"):
+        open_table(path, current_setup(runs=7))
+
+
+def test_a_file_that_is_not_a_table_is_a_clear_error(tmp_path):
+    with pytest.raises(NasError, match="not found"):
+        load_table(tmp_path / "none.json")
+    (tmp_path / "bad.json").write_text('{"kind": "something else"}')
+    with pytest.raises(NasError, match="not a latency table"):
+        load_table(tmp_path / "bad.json")
+    (tmp_path / "cut.json").write_text('{"kind": "effnas lat')
+    with pytest.raises(NasError, match="not valid JSON"):
+        load_table(tmp_path / "cut.json")
+
+
+def test_devices_resolve_or_fail_in_one_line():
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(NasError, match="unknown device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(NasError, match="CUDA is not available"):
+            current_setup("cuda")
+        with pytest.raises(NasError, match="CUDA is not available"):
+            resolve_device("cuda:1")
+
+
+def test_gpu_indices_are_checked_against_the_visible_gpus(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(NasError, match="only 2 GPU"):
+        resolve_device("cuda:2")
