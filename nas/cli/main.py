@@ -1,5 +1,6 @@
-"""Entry point of the `nas` command: builds the parser from the command modules and turns user errors
-into one line on stderr and exit code 2."""
+"""Entry point of the `nas` command: builds the parser from the command modules; a user's error becomes one
+line on stderr and exit code 2, a fault of the environment (disk full, database gone) one line and exit code 3
+(nas.errors.run_reporting)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,10 @@ import sys
 from typing import Sequence
 
 from nas.cli import export, latency, report, scale, search, show, train
-from nas.errors import NasError
+from nas.errors import EXIT_USAGE, run_reporting
 
 # Each command module exposes add_parser(subparsers) and run(args) -> int.
 COMMANDS = (show, train, search, report, scale, export, latency)
-
-EXIT_USAGE = 2
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -34,14 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one `nas` command; returns the exit code."""
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.run(args) or 0)
-    except NasError as exc:
-        print(f"nas: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("nas: interrupted", file=sys.stderr)
-        return 130
+    return run_reporting(lambda: args.run(args))
 
 
 if __name__ == "__main__":
