@@ -14,6 +14,10 @@ Shared study plumbing for the search (nas/search.py) and the scaling stage. API:
 
 One mechanism serves every storage: a heartbeat thread writes the trial's `heartbeat` user attribute, so the
 journal file (which has no Optuna heartbeat) and PostgreSQL recover the same way.
+
+A fault of the environment (EnvironmentFault: disk full, database gone past its retry bound) is not the
+trial's: it stops the worker at once, and its running trial is recovered like a dead worker's (by any
+worker once the process is gone, or by the next `run_trials` in this process).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from nas.errors import EnvironmentFault, NasError
+
 WORKER_ATTR = "worker"
 HEARTBEAT_ATTR = "heartbeat"
 REASON_ATTR = "reason"
@@ -44,6 +50,10 @@ BUDGET_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 Objective = Callable[[Trial], Sequence[float]]
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 SamplerFactory = Callable[[int], optuna.samplers.BaseSampler]
+
+# (study, trial number) of the trials this process is running now; a RUNNING trial of this process that is
+# not here was left behind by an earlier run in it (stopped by a fault) and is stale.
+_RUNNING_HERE: set[tuple[str, int]] = set()
 
 
 def worker_id() -> str:
@@ -61,11 +71,13 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _is_stale(trial: FrozenTrial, now: float, grace_s: float) -> bool:
+def _is_stale(study_name: str, trial: FrozenTrial, now: float, grace_s: float) -> bool:
     worker = str(trial.user_attrs.get(WORKER_ATTR, ""))
     host, _, pid = worker.rpartition(":")
     if host == socket.gethostname() and pid.isdigit():
-        return int(pid) != os.getpid() and not _pid_alive(int(pid))
+        if int(pid) == os.getpid():
+            return (study_name, trial.number) not in _RUNNING_HERE
+        return not _pid_alive(int(pid))
     # Another host (or no worker recorded yet): judge by the last sign of life.
     last = trial.user_attrs.get(HEARTBEAT_ATTR)
     if last is None and trial.datetime_start is not None:
@@ -82,7 +94,7 @@ def recover_stale_trials(study: optuna.Study, grace_s: float = DEFAULT_GRACE_S) 
     now = time.time()
     recovered = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not _is_stale(trial, now, grace_s):
+        if not _is_stale(study.study_name, trial, now, grace_s):
             continue
         storage = study._storage  # no public API sets attributes of a trial another process owns
         try:
@@ -103,6 +115,7 @@ class _Heartbeat:
 
     def __init__(self, trial: Trial, interval: float) -> None:
         self._trial, self._interval = trial, interval
+        self._key = (trial.study.study_name, trial.number)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True, name=f"heartbeat-{trial.number}")
 
@@ -117,9 +130,11 @@ class _Heartbeat:
         self._trial.set_user_attr(WORKER_ATTR, worker_id())
         self._trial.set_user_attr(HEARTBEAT_ATTR, time.time())
         self._thread.start()
+        _RUNNING_HERE.add(self._key)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        _RUNNING_HERE.discard(self._key)
         self._stop.set()
         self._thread.join()
 
@@ -157,6 +172,8 @@ class RunSummary:
 def _tell(study: optuna.Study, trial: Trial, **kwargs) -> FrozenTrial | None:
     try:
         return study.tell(trial, **kwargs)
+    except NasError:
+        raise  # the storage refused (a damaged journal), not the trial
     except (UpdateFinishedTrialError, ValueError):
         return None  # declared stale by another worker while we ran (it has been retried)
 
@@ -165,6 +182,8 @@ def _run_one(study: optuna.Study, trial: Trial, objective: Objective, heartbeat_
     with _Heartbeat(trial, heartbeat_s):
         try:
             values = objective(trial)
+        except EnvironmentFault:
+            raise  # not the trial's fault: stop this worker; its trial is recovered as stale
         except optuna.TrialPruned as exc:
             trial.set_user_attr(REASON_ATTR, str(exc) or "pruned")
             return _tell(study, trial, state=TrialState.PRUNED)

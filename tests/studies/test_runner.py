@@ -47,7 +47,7 @@ def test_recovery_rules(tmp_path):
     host = socket.gethostname()
     now = time.time()
     dead_here = running_trial(study, f"{host}:{dead_pid()}", now)  # fresh heartbeat, but the process is gone
-    alive_here = running_trial(study, f"{host}:{subprocess.os.getpid()}", now - 3600)  # this process: alive
+    alive_here = running_trial(study, f"{host}:{subprocess.os.getppid()}", now - 3600)  # a live process here
     silent_elsewhere = running_trial(study, "otherhost:1", now - 120)
     fresh_elsewhere = running_trial(study, "otherhost:2", now - 5)
     recovered = recover_stale_trials(study, grace_s=60)
