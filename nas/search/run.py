@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import sys
 import time
 import zlib
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from nas.arch.cost import count_flops, count_params
 from nas.arch.resolve import resolve_spec
 from nas.arch.space import SearchSpace, arch_code, encode, load_space, sample
 from nas.arch.spec import Spec
-from nas.errors import NasError
+from nas.errors import EXIT_ENVIRONMENT, EnvironmentFault, NasError, run_reporting
 from nas.search.config import DIRECTIONS, SAMPLERS, SearchConfig
 from nas.search.report import CONFIG_ATTR, write_outputs
 from nas.studies.runner import REASON_ATTR, RunSummary, run_trials, trial_seconds
@@ -187,19 +188,29 @@ def open_study(config: SearchConfig, space: SearchSpace, enqueued: list[tuple[st
 class OutputRefresher:
     """The per-trial callback: print the progress line, rewrite the outputs. Drawing pareto.png costs about
     0.3 s, so it is redrawn at most every `plot_every_s` seconds (every trial of a real search); the last
-    write of a run always draws it."""
+    write of a run always draws it. Rewriting grows with the study, so a rewrite waits until `cost_share`
+    of the time since the last one covers what that one took: every trial of a real search, every few
+    seconds when thousands of short trials run."""
 
-    def __init__(self, run_dir: Path, prefix: str = "", quiet: bool = False, plot_every_s: float = 20.0) -> None:
+    def __init__(self, run_dir: Path, prefix: str = "", quiet: bool = False, plot_every_s: float = 20.0,
+                 cost_share: float = 0.1) -> None:
         self.run_dir, self.prefix, self.quiet, self.plot_every_s = run_dir, prefix, quiet, plot_every_s
+        self.cost_share = cost_share
         self._last_plot = -math.inf
+        self._next_write = -math.inf
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if not self.quiet:
             print(progress_line(study, trial, self.prefix), flush=True)
-        plot = time.monotonic() - self._last_plot >= self.plot_every_s
+        start = time.monotonic()
+        if start < self._next_write:
+            return
+        plot = start - self._last_plot >= self.plot_every_s
         write_outputs(study, self.run_dir, plot=plot)
+        end = time.monotonic()
+        self._next_write = end + (end - start) * (1 - self.cost_share) / self.cost_share
         if plot:
-            self._last_plot = time.monotonic()
+            self._last_plot = end
 
 
 def progress_line(study: optuna.Study, trial: FrozenTrial, prefix: str = "") -> str:
@@ -235,8 +246,13 @@ def _worker_main(config: SearchConfig, worker_index: int, threads: int) -> None:
 
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    search_study(config, proxy_evaluator(config), worker_index=worker_index,
-                 on_trial_end=OutputRefresher(config.run_dir, prefix=f"[w{worker_index}] "))
+
+    def work() -> None:
+        search_study(config, proxy_evaluator(config), worker_index=worker_index,
+                     on_trial_end=OutputRefresher(config.run_dir, prefix=f"[w{worker_index}] "))
+
+    # A worker's error is one line and an exit code, as the command's own would be (no traceback).
+    sys.exit(run_reporting(work, prog=f"nas: [w{worker_index}]"))
 
 
 def run_search(config: SearchConfig, *, evaluate: Evaluate | None = None, quiet: bool = False) -> optuna.Study:
@@ -270,8 +286,9 @@ def run_search(config: SearchConfig, *, evaluate: Evaluate | None = None, quiet:
             worker.join()
         bad = [w.name for w in workers if w.exitcode != 0]
         if bad:
-            raise NasError(f"worker process(es) {', '.join(bad)} exited with an error (see above); "
-                           "run the same command again to resume")
+            fault = EnvironmentFault if EXIT_ENVIRONMENT in [w.exitcode for w in workers] else NasError
+            raise fault(f"worker process(es) {', '.join(bad)} exited with an error (see above); "
+                        "run the same command again to resume")
     study = open_study(config, space, [])
     write_outputs(study, config.run_dir)
     return study
