@@ -23,6 +23,7 @@ the card reporting that noise floor: still far below the order-one differences o
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 import shutil
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from nas._common.runfiles import FAMILY_FOLDER, SPEC_FILE, WEIGHTS_FILE
@@ -42,7 +43,7 @@ from nas.arch.spec import Spec
 from nas.deploy.card import render_card
 from nas.deploy.load import build_with_weights, fit_spec_to_weights, read_weights
 from nas.deploy.sources import read_source
-from nas.errors import NasError
+from nas.errors import NasError, write_fault
 from nas.model.builder import build_model
 from nas.model.inference import fold_batchnorm, frozen_inference_model
 from nas.model.onnx import export_onnx, onnx_session, run_onnx
@@ -126,9 +127,10 @@ def export_spec(spec: Spec, out: str | os.PathLike[str], *, formats: str | Seque
         model = build_with_weights(spec, tensors, origin=origin)
     else:
         model = placeholder_model(spec, seed)
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out, prefix=".export-"))
+    staging = None
     try:
+        out.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out, prefix=".export-"))
         checks = _write_formats(ExportJob(spec, model, tensors is not None, staging, seed), formats)
         files = sorted(path.name for path in staging.iterdir())
         blocks = json.loads((staging / BLOCKS_FILE).read_text()) if (staging / BLOCKS_FILE).is_file() else None
@@ -137,8 +139,11 @@ def export_spec(spec: Spec, out: str | os.PathLike[str], *, formats: str | Seque
         (staging / CARD_FILE).write_text(card)
         for name in [*files, CARD_FILE]:
             os.replace(staging / name, out / name)
+    except OSError as exc:  # disk full, read-only or forbidden folder: name the file the user asked for
+        raise write_fault(out / Path(exc.filename).name if exc.filename else out, exc) from exc
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     return ExportReport(out, spec, tuple([*files, CARD_FILE]), checks)
 
 
@@ -251,7 +256,7 @@ def _write_weights(job: ExportJob) -> dict[str, Any]:
         return {}  # placeholder weights are not worth a file
     path = job.folder / WEIGHTS_FILE
     state = {key: tensor.detach().contiguous() for key, tensor in job.model.state_dict().items()}
-    save_file(state, str(path), metadata={"spec": job.spec.to_json()})
+    path.write_bytes(save_safetensors(state, metadata={"spec": job.spec.to_json()}))  # a full disk: OSError
     reread = read_weights(path)
     same = reread.keys() == state.keys() and all(
         reread[key].dtype == state[key].dtype and torch.equal(reread[key], state[key]) for key in state)
@@ -261,7 +266,9 @@ def _write_weights(job: ExportJob) -> dict[str, Any]:
 def _write_torchscript(job: ExportJob) -> dict[str, Any]:
     x, expected, tolerance = job.reference()
     path = job.folder / TORCHSCRIPT_FILE
-    torch.jit.save(frozen_inference_model(job.model), str(path))
+    buffer = io.BytesIO()  # torch's file writer aborts the process on a full disk; a bytes write raises OSError
+    torch.jit.save(frozen_inference_model(job.model), buffer)
+    path.write_bytes(buffer.getvalue())
     with torch.no_grad():
         got = torch.jit.load(str(path))(x)
     return {"torchscript vs eager": _within_tolerance(got, expected, tolerance, "TorchScript")}
