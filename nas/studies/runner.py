@@ -179,24 +179,32 @@ def _tell(study: optuna.Study, trial: Trial, **kwargs) -> FrozenTrial | None:
 
 
 def _run_one(study: optuna.Study, trial: Trial, objective: Objective, heartbeat_s: float) -> FrozenTrial | None:
-    with _Heartbeat(trial, heartbeat_s):
-        try:
-            values = objective(trial)
-        except EnvironmentFault:
-            raise  # not the trial's fault: stop this worker; its trial is recovered as stale
-        except optuna.TrialPruned as exc:
-            trial.set_user_attr(REASON_ATTR, str(exc) or "pruned")
-            return _tell(study, trial, state=TrialState.PRUNED)
-        except (KeyboardInterrupt, SystemExit):
-            trial.set_user_attr(FAIL_KIND_ATTR, "stale")
-            trial.set_user_attr(REASON_ATTR, "interrupted; retried on the next run")
-            _tell(study, trial, state=TrialState.FAIL)
-            study.enqueue_trial(trial.params, user_attrs={RETRY_ATTR: trial.number})
-            raise
-        except Exception as exc:  # the trial fails, the study goes on
-            trial.set_user_attr(FAIL_KIND_ATTR, "error")
-            trial.set_user_attr(REASON_ATTR, f"{type(exc).__name__}: {exc}".strip()[:500])
-            return _tell(study, trial, state=TrialState.FAIL)
+    try:
+        with _Heartbeat(trial, heartbeat_s):
+            try:
+                values = objective(trial)
+            except EnvironmentFault:
+                raise  # not the trial's fault: stop this worker; its trial is recovered as stale
+            except optuna.TrialPruned as exc:
+                trial.set_user_attr(REASON_ATTR, str(exc) or "pruned")
+                return _tell(study, trial, state=TrialState.PRUNED)
+            except (KeyboardInterrupt, SystemExit):
+                try:
+                    trial.set_user_attr(FAIL_KIND_ATTR, "stale")
+                    trial.set_user_attr(REASON_ATTR, "interrupted; retried on the next run")
+                    _tell(study, trial, state=TrialState.FAIL)
+                    study.enqueue_trial(trial.params, user_attrs={RETRY_ATTR: trial.number})
+                except UpdateFinishedTrialError:
+                    pass  # already recovered by another worker
+                raise
+            except Exception as exc:  # the trial fails, the study goes on
+                trial.set_user_attr(FAIL_KIND_ATTR, "error")
+                trial.set_user_attr(REASON_ATTR, f"{type(exc).__name__}: {exc}".strip()[:500])
+                return _tell(study, trial, state=TrialState.FAIL)
+    except UpdateFinishedTrialError:
+        # Another worker declared it stale (e.g. no sign of life through a long database outage) and
+        # enqueued its retry: nothing of it is ours to record.
+        return None
     return _tell(study, trial, values=list(values))
 
 
@@ -237,10 +245,13 @@ def run_trials(
             study.sampler = sampler_factory(len(study.get_trials(deepcopy=False)))
         trial = study.ask()
         if _is_surplus(study, trial, n_trials):
-            trial.set_user_attr(WORKER_ATTR, worker_id())
-            trial.set_user_attr(FAIL_KIND_ATTR, "surplus")
-            trial.set_user_attr(REASON_ATTR, "another worker took the last trial of the budget")
-            _tell(study, trial, state=TrialState.FAIL)
+            try:
+                trial.set_user_attr(WORKER_ATTR, worker_id())
+                trial.set_user_attr(FAIL_KIND_ATTR, "surplus")
+                trial.set_user_attr(REASON_ATTR, "another worker took the last trial of the budget")
+                _tell(study, trial, state=TrialState.FAIL)
+            except UpdateFinishedTrialError:
+                pass  # recovered as stale meanwhile: the retry takes its place
             continue
         frozen = _run_one(study, trial, objective, heartbeat_s)
         if frozen is None:

@@ -300,11 +300,24 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+_LOST = (sqlalchemy_exc.OperationalError, sqlalchemy_exc.InterfaceError, sqlalchemy_exc.PendingRollbackError)
+
+
 def _connection_lost(exc: BaseException) -> bool:
-    """Whether a storage error is the connection's (server gone or restarting), not the request's."""
-    cause = exc.__cause__ if isinstance(exc, StorageInternalError) else exc
-    return isinstance(cause, (sqlalchemy_exc.OperationalError, sqlalchemy_exc.InterfaceError)) or (
-        isinstance(cause, sqlalchemy_exc.DBAPIError) and cause.connection_invalidated)
+    """Whether a storage error is the connection's (server gone or restarting), not the request's: Optuna
+    wraps SQLAlchemy's errors, and a dropped connection may surface while handling another error."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, _LOST) or (isinstance(error, sqlalchemy_exc.DBAPIError) and error.connection_invalidated):
+            return True
+        if isinstance(error, (StorageInternalError, sqlalchemy_exc.SQLAlchemyError)):
+            pending += [error.__cause__, error.__context__]
+    return False
 
 
 def safe_url(url: str) -> str:
@@ -317,7 +330,7 @@ def safe_url(url: str) -> str:
 
 class RetryingRDBStorage(RDBStorage):
     """RDBStorage whose every call survives a database restart: a lost connection is retried with
-    exponential backoff (0.5 s doubling to 8 s, jittered) for up to `retry_s` seconds, then EnvironmentFault.
+    exponential backoff (0.5 s doubling to 4 s, jittered) for up to `retry_s` seconds, then EnvironmentFault.
 
     Each call is one transaction, so a retry repeats it whole. A commit whose answer was lost may have
     happened: setting an attribute again is harmless, finishing a trial again is refused (the runner treats
@@ -338,8 +351,9 @@ class RetryingRDBStorage(RDBStorage):
                 if not _connection_lost(exc):
                     raise
                 waited = time.monotonic() - start
-                delay = min(0.5 * 2 ** attempt, 8.0) * random.uniform(0.75, 1.25)
+                delay = min(0.5 * 2 ** attempt, 4.0) * random.uniform(0.75, 1.25)
                 reason = _first_line(exc.__cause__ or exc)
+                self.scoped_session.remove()  # this thread's next try starts a fresh session
                 if waited + delay > self.retry_s:
                     raise EnvironmentFault(
                         f"database {safe_url(self.url)} unreachable for {waited:.0f} s ({reason}); "
@@ -367,7 +381,8 @@ def _retrying(name: str) -> Callable[..., Any]:
     return call
 
 
-# Every RDBStorage method that talks to the database (the cache in front of it calls `_get_trials`).
+# Every RDBStorage method that talks to the database: the storage API and the private ones that Optuna's
+# cache in front of it calls.
 _DATABASE_METHODS = (
     "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
     "get_study_id_from_name", "get_study_name_from_id", "get_study_directions", "get_study_user_attrs",
@@ -375,7 +390,7 @@ _DATABASE_METHODS = (
     "create_new_trial", "set_trial_param", "get_trial_param", "set_trial_state_values",
     "set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr",
     "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials", "_get_trials", "get_best_trial",
-    "record_heartbeat", "_get_stale_trial_ids",
+    "record_heartbeat", "_get_stale_trial_ids", "_create_new_trial", "_set_trial_param", "_get_best_trial_id",
 )
 for _name in _DATABASE_METHODS:
     setattr(RetryingRDBStorage, _name, _retrying(_name))
