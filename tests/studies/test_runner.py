@@ -170,3 +170,30 @@ def test_many_processes_fill_the_budget_exactly_on_the_journal(tmp_path):
 
 def test_many_processes_fill_the_budget_exactly_on_postgresql(tmp_path, postgres_url):
     _assert_exact(_stress(postgres_url, tmp_path, workers=4, n_trials=40), 40)
+
+
+def test_a_fault_stops_the_worker_and_the_next_run_in_the_same_process_retries_its_trial(tmp_path):
+    """An EnvironmentFault is not the trial's: it is not recorded as a failure, the loop stops at once, and
+    the trial it left RUNNING (this very process's, so no dead pid to find) is retried by the next run."""
+    from nas.errors import EnvironmentFault
+
+    study = new_study(tmp_path)
+    calls = []
+
+    def objective(trial):
+        x = trial.suggest_int("x", 0, 100)
+        calls.append(x)
+        if len(calls) == 2:
+            raise EnvironmentFault("cannot write somewhere: No space left on device")
+        return [float(x)]
+
+    with pytest.raises(EnvironmentFault):
+        run_trials(study, objective, n_trials=4, sampler_factory=lambda k: optuna.samplers.RandomSampler(seed=k))
+    left = study.get_trials(states=(TrialState.RUNNING,))
+    assert len(left) == 1 and not study.get_trials(states=(TrialState.FAIL,))
+    summary = run_trials(study, objective, n_trials=4, sampler_factory=lambda k: optuna.samplers.RandomSampler(seed=k))
+    assert summary.recovered == 1 and len(study.get_trials(states=(TrialState.COMPLETE,))) == 4
+    retried = [t for t in study.get_trials() if t.user_attrs.get(RETRY_ATTR) == left[0].number]
+    assert len(retried) == 1 and retried[0].params == left[0].params and retried[0].state == TrialState.COMPLETE
+    stale = study.get_trials(states=(TrialState.FAIL,))
+    assert [t.user_attrs[FAIL_KIND_ATTR] for t in stale] == ["stale"]
