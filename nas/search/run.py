@@ -11,6 +11,7 @@ From Python: `run_search(SearchConfig(...))`, or `search_study(config, evaluate)
 
 from __future__ import annotations
 
+import json
 import math
 import multiprocessing
 import os
@@ -70,6 +71,7 @@ def make_objective(space: SearchSpace, config: SearchConfig, evaluate: Evaluate)
     """The trial function: sample, count FLOPs, prune above the hard cap, train, record the evidence."""
     reward = config.reward
     low, high = config.flops_window
+    twins = CompletedTwins()
 
     def objective(trial: Trial) -> list[float]:
         spec = sample(space, trial)
@@ -85,7 +87,7 @@ def make_objective(space: SearchSpace, config: SearchConfig, evaluate: Evaluate)
         if flops > config.hard_cap_flops:
             raise optuna.TrialPruned(f"{flops / 1e6:.1f}M FLOPs is above the hard cap "
                                      f"{config.hard_cap_flops / 1e6:.0f}M: not trained")
-        twin = _completed_twin(trial.study, spec_dict)
+        twin = twins.find(trial.study, spec_dict)
         if twin is not None:  # the proxy is seeded: training the same network again gives the same result
             trial.set_user_attr("duplicate_of", twin.number)
             trial.set_user_attr("val_acc_history", twin.user_attrs.get("val_acc_history", []))
@@ -115,11 +117,21 @@ def _train(trial: Trial, spec: Spec, evaluate: Evaluate) -> float:
     return accuracy
 
 
-def _completed_twin(study: optuna.Study, spec: dict[str, Any]) -> FrozenTrial | None:
-    for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if other.user_attrs.get("spec") == spec and "accuracy" in other.user_attrs:
-            return other
-    return None
+class CompletedTwins:
+    """The completed trials by architecture, to find one already trained. Kept across trials, so a study of
+    thousands of trials costs a glance at each new completion, not a comparison with every earlier spec."""
+
+    def __init__(self) -> None:
+        self._seen: set[int] = set()
+        self._by_spec: dict[str, FrozenTrial] = {}
+
+    def find(self, study: optuna.Study, spec: dict[str, Any]) -> FrozenTrial | None:
+        for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if other.number not in self._seen:
+                self._seen.add(other.number)
+                if "spec" in other.user_attrs and "accuracy" in other.user_attrs:
+                    self._by_spec.setdefault(json.dumps(other.user_attrs["spec"], sort_keys=True), other)
+        return self._by_spec.get(json.dumps(spec, sort_keys=True))
 
 
 def proxy_evaluator(config: SearchConfig) -> Evaluate:

@@ -27,6 +27,7 @@ import os
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -46,6 +47,7 @@ DEFAULT_HEARTBEAT_S = 10.0
 DEFAULT_GRACE_S = 60.0
 # Not counted in the budget: failed trials (the search retries or replaces them) and waiting ones.
 BUDGET_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
 Objective = Callable[[Trial], Sequence[float]]
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
@@ -85,15 +87,19 @@ def _is_stale(study_name: str, trial: FrozenTrial, now: float, grace_s: float) -
     return last is not None and now - float(last) > grace_s
 
 
-def recover_stale_trials(study: optuna.Study, grace_s: float = DEFAULT_GRACE_S) -> list[int]:
+def recover_stale_trials(study: optuna.Study, grace_s: float = DEFAULT_GRACE_S,
+                         running: Sequence[FrozenTrial] | None = None) -> list[int]:
     """Fail the RUNNING trials of dead workers and enqueue their parameters again; returns their numbers.
 
+    `running`: the study's RUNNING trials when the caller has just read them (else they are read here).
     Several workers may recover at once: the storage lets exactly one of them finish a trial (the others get
     UpdateFinishedTrialError), and only that one enqueues the retry, so a trial is retried once.
     """
     now = time.time()
     recovered = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    if running is None:
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in running:
         if not _is_stale(study.study_name, trial, now, grace_s):
             continue
         storage = study._storage  # no public API sets attributes of a trial another process owns
@@ -139,23 +145,47 @@ class _Heartbeat:
         self._thread.join()
 
 
-def budget_used(study: optuna.Study) -> int:
-    """Trials that count toward the budget: finished (COMPLETE, PRUNED) or running."""
-    return len(study.get_trials(deepcopy=False, states=BUDGET_STATES))
+class StudyTally:
+    """A study's trials counted by state, for the loop's budget checks.
+
+    A finished trial never changes again, so the counts of the longest run of finished trials from the first
+    one are kept and each `read()` counts only the trials past it: a check costs the same at trial 5,000 as
+    at trial 100, apart from Optuna's own list of the trials.
+    """
+
+    def __init__(self, study: optuna.Study) -> None:
+        self.study = study
+        self.trials: list[FrozenTrial] = []
+        self._settled = 0  # self.trials[:_settled] are all finished
+        self._settled_counts: Counter[TrialState] = Counter()
+
+    def read(self) -> None:
+        """Read the study's trials afresh."""
+        self.trials = self.study.get_trials(deepcopy=False)
+        while self._settled < len(self.trials) and self.trials[self._settled].state.is_finished():
+            self._settled_counts[self.trials[self._settled].state] += 1
+            self._settled += 1
+
+    def count(self, states: Sequence[TrialState], below: int | None = None) -> int:
+        """Trials in `states` (only those numbered below `below`, when given)."""
+        if below is not None and below < self._settled:  # not the loop's case: a new trial is never settled
+            return sum(1 for t in self.trials if t.state in states and t.number < below)
+        tail = self.trials[self._settled:]
+        return sum(self._settled_counts[state] for state in states) + sum(
+            1 for t in tail if t.state in states and (below is None or t.number < below))
+
+    def running(self) -> list[FrozenTrial]:
+        return [t for t in self.trials[self._settled:] if t.state == TrialState.RUNNING]
 
 
-def finished_count(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-
-
-def _is_surplus(study: optuna.Study, trial: Trial, n_trials: int) -> bool:
+def _is_surplus(tally: StudyTally, trial: Trial, n_trials: int) -> bool:
     """Whether workers that asked at the same moment already fill the budget without this trial.
 
     Trial numbers are handed out atomically by the storage, so ranking by number gives every worker the same
     answer: the budget goes to the lowest-numbered trials.
     """
-    earlier = [t for t in study.get_trials(deepcopy=False, states=BUDGET_STATES) if t.number < trial.number]
-    return len(earlier) >= n_trials
+    tally.read()
+    return tally.count(BUDGET_STATES, below=trial.number) >= n_trials
 
 
 @dataclass
@@ -230,21 +260,26 @@ def run_trials(
     start = time.monotonic()
     summary = RunSummary()
     max_failures = n_trials if max_failures is None else max_failures
+    tally = StudyTally(study)
     while True:
-        summary.recovered += len(recover_stale_trials(study, grace_s))
+        tally.read()
+        recovered = recover_stale_trials(study, grace_s, running=tally.running())
+        if recovered:
+            summary.recovered += len(recovered)
+            tally.read()
         if timeout is not None and time.monotonic() - start >= timeout:
             break
         if summary.failed >= max(1, max_failures):
             break
-        if budget_used(study) >= n_trials:
-            if finished_count(study) >= n_trials:
+        if tally.count(BUDGET_STATES) >= n_trials:
+            if tally.count(FINISHED_STATES) >= n_trials:
                 break
             time.sleep(min(heartbeat_s, 2.0))  # others' trials are running: wait for them or their recovery
             continue
         if sampler_factory is not None:
-            study.sampler = sampler_factory(len(study.get_trials(deepcopy=False)))
+            study.sampler = sampler_factory(len(tally.trials))
         trial = study.ask()
-        if _is_surplus(study, trial, n_trials):
+        if _is_surplus(tally, trial, n_trials):
             try:
                 trial.set_user_attr(WORKER_ATTR, worker_id())
                 trial.set_user_attr(FAIL_KIND_ATTR, "surplus")

@@ -119,11 +119,11 @@ def test_surplus_trials_give_their_slot_up(tmp_path, n_trials):
     study = new_study(tmp_path)
     for _ in range(n_trials):  # other workers' trials already fill the budget
         running_trial(study, f"{socket.gethostname()}:{subprocess.os.getpid()}", time.time())
-    from nas.studies.runner import _is_surplus
+    from nas.studies.runner import StudyTally, _is_surplus
 
     late = study.ask()
-    assert _is_surplus(study, late, n_trials)
-    assert not _is_surplus(study, late, n_trials + 1)
+    assert _is_surplus(StudyTally(study), late, n_trials)
+    assert not _is_surplus(StudyTally(study), late, n_trials + 1)
 
 
 def _quick_worker(url: str | None, folder: str, name: str, n_trials: int, seed: int) -> None:
@@ -197,3 +197,30 @@ def test_a_fault_stops_the_worker_and_the_next_run_in_the_same_process_retries_i
     assert len(retried) == 1 and retried[0].params == left[0].params and retried[0].state == TrialState.COMPLETE
     stale = study.get_trials(states=(TrialState.FAIL,))
     assert [t.user_attrs[FAIL_KIND_ATTR] for t in stale] == ["stale"]
+
+
+def test_the_tally_counts_what_a_full_count_does_as_trials_change_state(tmp_path):
+    from nas.studies.runner import BUDGET_STATES, StudyTally
+
+    study = new_study(tmp_path)
+    tally = StudyTally(study)
+
+    def check() -> None:
+        tally.read()
+        trials = study.get_trials()
+        for states in (BUDGET_STATES, (TrialState.COMPLETE,), (TrialState.RUNNING,), (TrialState.FAIL,)):
+            assert tally.count(states) == sum(t.state in states for t in trials)
+        assert [t.number for t in tally.running()] == [t.number for t in trials if t.state == TrialState.RUNNING]
+        last = trials[-1].number
+        assert tally.count(BUDGET_STATES, below=last) == sum(t.state in BUDGET_STATES for t in trials[:-1])
+
+    held = study.ask()  # stays RUNNING in the middle: the finished run stops before it
+    for i in range(6):
+        trial = study.ask()
+        study.tell(trial, state=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)[i % 3],
+                   values=[1.0] if i % 3 == 0 else None)
+        check()
+    study.tell(held, [2.0])  # it finishes: everything before the next trial is settled now
+    check()
+    study.ask()
+    check()
