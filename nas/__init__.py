@@ -11,6 +11,7 @@ from typing import Any
 
 _EXPORTS = {
     "NasError": "nas.errors",
+    "EnvironmentFault": "nas.errors",
     "Spec": "nas.arch.spec",
     "StageSpec": "nas.arch.spec",
     "load_spec": "nas.arch.spec",

@@ -53,12 +53,14 @@ def parse_flops_list(text: str, option: str = "--budgets") -> list[int]:
 
 
 def parse_window(text: str, option: str = "--flops-window") -> tuple[float, float]:
-    """'0.75,1.25' -> (0.75, 1.25)."""
+    """'0.75,1.25' -> (0.75, 1.25): two multiples of the target, 0 < LOW <= HIGH."""
     try:
         low, high = (float(part) for part in str(text).split(","))
     except ValueError:
         raise NasError(f"{option}: cannot read {text!r} (expected LOW,HIGH multiples of the target, "
                        "e.g. 0.75,1.25)") from None
+    if not 0 < low <= high < math.inf:
+        raise NasError(f"{option}: {text!r} is not a window: expected 0 < LOW <= HIGH, e.g. 0.75,1.25")
     return low, high
 
 

@@ -78,7 +78,8 @@ def _number(text: str, options: dict[str, str], key: str, kind: type, default: A
 
 def _stride(text: str, options: dict[str, str]) -> int:
     raw = options.pop("s", None)
-    if raw is None or not raw.isdigit() or len(raw) not in (1, 2) or len(set(raw)) != 1:
+    # isdigit() alone takes '²', which int() refuses: only ASCII digits are a stride.
+    if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) not in (1, 2) or len(set(raw)) != 1:
         raise NasError(f"malformed block string {text!r}: stride must look like s1, s2, s11 or s22")
     return int(raw[0])
 

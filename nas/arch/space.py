@@ -140,11 +140,11 @@ def _reject_unknown(where: str, table: dict[str, Any], known: tuple[str, ...]) -
 
 # Which values each choice list may hold, and how to say so.
 _CHOICE_RULES: dict[str, tuple[Any, str]] = {
-    "block": (lambda v: v in BLOCK_TYPES, f"one of {', '.join(BLOCK_TYPES)}"),
+    "block": (lambda v: isinstance(v, str) and v in BLOCK_TYPES, f"one of {', '.join(BLOCK_TYPES)}"),
     "kernel": (lambda v: is_int(v) and v in KERNELS, f"kernel sizes from {KERNELS}"),
     "expand": (lambda v: is_int(v) and 1 <= v <= 16, "integers from 1 to 16"),
     "se_ratio": (lambda v: is_number(v) and 0 <= v < 1, "numbers in [0, 1)"),
-    "skip": (lambda v: v in SKIP_VALUES, "'identity' or 'none'"),
+    "skip": (lambda v: isinstance(v, str) and v in SKIP_VALUES, "'identity' or 'none'"),
     "filters": (lambda v: is_number(v) and 0 < v <= 8, "multipliers in (0, 8]"),
     "layers": (lambda v: is_int(v) and -16 <= v <= 16, "integer offsets from -16 to 16"),
 }

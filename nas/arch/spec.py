@@ -167,6 +167,8 @@ class Spec:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise NasError(f"spec is not valid JSON: {exc}") from None
+        except RecursionError:  # brackets nested past the decoder's recursion limit
+            raise NasError("spec is not valid JSON: nested too deeply") from None
         return cls.from_dict(data)
 
 

@@ -1,5 +1,6 @@
 """Entry point of the `nas` command: builds the parser from the command modules, sets up logging (-v/-q),
-reads a subcommand's --config file, and turns user errors into one line on stderr and exit code 2."""
+reads a subcommand's --config file; a user's error becomes one line on stderr and exit code 2, a fault of the
+environment (disk full, database gone) one line and exit code 3 (nas.errors.run_reporting)."""
 
 from __future__ import annotations
 
@@ -23,12 +24,11 @@ from nas.cli import (
     train,
 )
 from nas.cli.config_file import expand_command_line, resolved_settings
-from nas.errors import NasError
+from nas.errors import EXIT_USAGE, run_reporting
 
 # Each command module exposes add_parser(subparsers) and run(args) -> int.
 COMMANDS = (show, train, supernet, search, report, scale, export, predict, latency, latency_table)
 
-EXIT_USAGE = 2
 DISTRIBUTION = "effnas"  # the project's name in pyproject.toml
 
 
@@ -62,19 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one `nas` command; returns the exit code."""
     parser = build_parser()
-    try:
-        argv, configurable = expand_command_line(parser, list(sys.argv[1:] if argv is None else argv))
-        args = parser.parse_args(argv)
+
+    def run() -> int | None:
+        command_line, configurable = expand_command_line(parser, list(sys.argv[1:] if argv is None else argv))
+        args = parser.parse_args(command_line)
         configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
         if configurable is not None:
             args.resolved_settings = resolved_settings(configurable, args)
-        return int(args.run(args) or 0)
-    except NasError as exc:
-        print(f"nas: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("nas: interrupted", file=sys.stderr)
-        return 130
+        return args.run(args)
+
+    return run_reporting(run)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ the card reporting that noise floor: still far below the order-one differences o
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 import shutil
@@ -39,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from nas._common.runfiles import (
@@ -60,7 +61,7 @@ from nas.deploy.card import render_card
 from nas.deploy.load import build_with_weights, fit_spec_to_weights, read_weights
 from nas.deploy.preprocessing import InputConfig, TrainingRecord, input_config
 from nas.deploy.sources import read_source
-from nas.errors import NasError
+from nas.errors import NasError, write_fault
 from nas.model.batchnorm import recalibrate_batchnorm
 from nas.model.builder import build_model
 from nas.model.inference import (
@@ -157,10 +158,11 @@ def export_spec(spec: Spec, out: str | os.PathLike[str], *, formats: str | Seque
         model = build_with_weights(spec, tensors, origin=origin)
     else:
         model = placeholder_model(spec, seed)
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out, prefix=".export-"))
+    staging = None
     config = input_config(spec, training, ONNX_OPSET if {"onnx", "onnx-int8"} & set(formats) else None)
     try:
+        out.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out, prefix=".export-"))
         job = ExportJob(spec, model, tensors is not None, staging, seed, config=config, training=training)
         checks = {**_write_config(job), **_write_formats(job, formats)}
         files = sorted(path.name for path in staging.iterdir())
@@ -170,8 +172,11 @@ def export_spec(spec: Spec, out: str | os.PathLike[str], *, formats: str | Seque
         (staging / CARD_FILE).write_text(card)
         for name in [*files, CARD_FILE]:
             os.replace(staging / name, out / name)
+    except OSError as exc:  # disk full, read-only or forbidden folder: name the file the user asked for
+        raise write_fault(out / Path(exc.filename).name if exc.filename else out, exc) from exc
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     return ExportReport(out, spec, tuple([*files, CARD_FILE]), checks)
 
 
@@ -282,7 +287,8 @@ def _write_weights(job: ExportJob) -> dict[str, Any]:
         return {}  # placeholder weights are not worth a file
     path = job.folder / WEIGHTS_FILE
     state = {key: tensor.detach().contiguous() for key, tensor in job.model.state_dict().items()}
-    save_file(state, str(path), metadata={"spec": job.spec.to_json(), "config": job.config.to_json()})
+    metadata = {"spec": job.spec.to_json(), "config": job.config.to_json()}
+    path.write_bytes(save_safetensors(state, metadata=metadata))  # a full disk: OSError
     reread = read_weights(path)
     same = reread.keys() == state.keys() and all(
         reread[key].dtype == state[key].dtype and torch.equal(reread[key], state[key]) for key in state)
@@ -292,7 +298,9 @@ def _write_weights(job: ExportJob) -> dict[str, Any]:
 def _write_pt2(job: ExportJob) -> dict[str, Any]:
     x, expected, tolerance = job.reference()
     path = job.folder / PT2_FILE
-    torch.export.save(export_inference_program(job.model, x[:1]), str(path))
+    buffer = io.BytesIO()
+    torch.export.save(export_inference_program(job.model, x[:1]), buffer)
+    path.write_bytes(buffer.getvalue())
     with torch.no_grad():
         got = torch.export.load(str(path)).module()(x)
     return {"torch.export (pt2) vs eager": _within_tolerance(got, expected, tolerance, "the torch.export program")}
@@ -301,8 +309,10 @@ def _write_pt2(job: ExportJob) -> dict[str, Any]:
 def _write_torchscript(job: ExportJob) -> dict[str, Any]:
     x, expected, tolerance = job.reference()
     path = job.folder / TORCHSCRIPT_FILE
+    buffer = io.BytesIO()  # torch's file writer aborts the process on a full disk; a bytes write raises OSError
     with legacy_torchscript():
-        torch.jit.save(scripted_inference_model(job.model), str(path))
+        torch.jit.save(scripted_inference_model(job.model), buffer)
+        path.write_bytes(buffer.getvalue())
         with torch.no_grad():
             got = torch.jit.load(str(path))(x)
     return {"torchscript vs eager": _within_tolerance(got, expected, tolerance, "TorchScript")}

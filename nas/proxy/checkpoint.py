@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
-from nas._common.atomic import atomic_path, write_text_atomic
+from nas._common.atomic import write_bytes_atomic, write_text_atomic
 from nas.arch.spec import Spec
 from nas.errors import NasError
 
@@ -23,12 +23,10 @@ from nas.errors import NasError
 def save_checkpoint(path: str | os.PathLike[str], state_dict: dict[str, torch.Tensor], spec: Spec,
                     metadata: dict[str, Any] | None = None) -> None:
     """Write `state_dict` as safetensors, atomically, with the spec (and any JSON-able `metadata`) embedded."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     header = {"spec": spec.to_json(), **{k: json.dumps(v) for k, v in (metadata or {}).items()}}
     tensors = {k: v.detach().contiguous() for k, v in state_dict.items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=header)
+    # In memory first: safetensors' file writer reports a full disk as its own error type, not OSError.
+    write_bytes_atomic(path, save(tensors, metadata=header))
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], Spec, dict[str, Any]]:

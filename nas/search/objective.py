@@ -3,6 +3,7 @@ with the study's estimator, and record the evidence on the trial."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ def make_objective(space: SearchSpace, config: SearchConfig, estimator: Estimato
     """Objectives (accuracy maximised, FLOPs of the deployed network minimised) of one sampled candidate."""
     reward = config.reward
     low, high = config.flops_window
+    twins = CompletedTwins()
 
     def objective(trial: Trial) -> list[float]:
         spec = sample(space, trial)
@@ -35,7 +37,7 @@ def make_objective(space: SearchSpace, config: SearchConfig, estimator: Estimato
         if flops > config.hard_cap_flops:
             raise optuna.TrialPruned(f"{flops / 1e6:.1f}M FLOPs is above the hard cap "
                                      f"{config.hard_cap_flops / 1e6:.0f}M: not scored")
-        twin = _completed_twin(trial.study, spec_dict)
+        twin = twins.find(trial.study, spec_dict)
         if twin is not None:  # estimators are seeded: scoring the same network again gives the same result
             trial.set_user_attr("duplicate_of", twin.number)
             for key, value in twin.user_attrs.items():
@@ -53,8 +55,18 @@ def make_objective(space: SearchSpace, config: SearchConfig, estimator: Estimato
     return objective
 
 
-def _completed_twin(study: optuna.Study, spec: dict[str, Any]) -> FrozenTrial | None:
-    for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if other.user_attrs.get("spec") == spec and "accuracy" in other.user_attrs:
-            return other
-    return None
+class CompletedTwins:
+    """The completed trials by architecture, to find one already scored. Kept across trials, so a study of
+    thousands of trials costs a glance at each new completion, not a comparison with every earlier spec."""
+
+    def __init__(self) -> None:
+        self._seen: set[int] = set()
+        self._by_spec: dict[str, FrozenTrial] = {}
+
+    def find(self, study: optuna.Study, spec: dict[str, Any]) -> FrozenTrial | None:
+        for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if other.number not in self._seen:
+                self._seen.add(other.number)
+                if "spec" in other.user_attrs and "accuracy" in other.user_attrs:
+                    self._by_spec.setdefault(json.dumps(other.user_attrs["spec"], sort_keys=True), other)
+        return self._by_spec.get(json.dumps(spec, sort_keys=True))

@@ -21,6 +21,7 @@ import logging
 import math
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -33,7 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nas._common.logs import configure_logging, tool_log_level
 from nas.arch.resolve import resolve_spec
 from nas.arch.space import SearchSpace, encode, load_space
-from nas.errors import NasError
+from nas.errors import EXIT_ENVIRONMENT, EnvironmentFault, NasError, run_reporting
 from nas.search.config import DIRECTIONS, SearchConfig
 from nas.search.estimators import (
     ESTIMATORS,
@@ -88,31 +89,34 @@ def open_study(config: SearchConfig, space: SearchSpace, enqueued: list[tuple[st
 class OutputRefresher:
     """The per-trial callback: progress output, and the outputs rewritten from the study.
 
-    Stand-alone trials take a minute, so each gets its line and a rewrite (pareto.png at most every
-    `plot_every_s`). Supernet trials take a fraction of a second: a summary line at most every `line_every_s`
-    and a rewrite at most every `write_every_s`, so the bookkeeping stays small beside the scoring."""
+    Stand-alone trials take a minute, so each gets its line. Supernet trials take a fraction of a second: a
+    summary line at most every `line_every_s`. Rewriting the outputs grows with the study, so a rewrite waits
+    until `cost_share` of the time since the last one covers what that one took (every trial of a stand-alone
+    search, every few seconds when thousands of short trials run); pareto.png (about 0.3 s to draw) is
+    redrawn at most every `plot_every_s`, and the last write of a run always draws it."""
 
     def __init__(self, run_dir: Path, prefix: str = "", quiet: bool = False, per_trial: bool = True,
-                 plot_every_s: float = 20.0, line_every_s: float = 10.0, write_every_s: float = 60.0) -> None:
+                 plot_every_s: float = 20.0, line_every_s: float = 10.0, cost_share: float = 0.1) -> None:
         self.run_dir, self.prefix, self.quiet, self.per_trial = run_dir, prefix, quiet, per_trial
-        self.plot_every_s, self.line_every_s, self.write_every_s = plot_every_s, line_every_s, write_every_s
-        self._last_plot = self._last_write = -math.inf
+        self.plot_every_s, self.line_every_s, self.cost_share = plot_every_s, line_every_s, cost_share
+        self._last_plot = self._next_write = -math.inf
         self._last_line = time.monotonic()
         self._started, self._done = time.monotonic(), 0
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self._done += 1
-        now = time.monotonic()
-        if not self.quiet and (self.per_trial or now - self._last_line >= self.line_every_s):
-            line = progress_line(study, trial, self.prefix) if self.per_trial else self._summary_line(study)
-            log.info(line)
-            self._last_line = now
-        if self.per_trial or now - self._last_write >= self.write_every_s:
-            plot = now - self._last_plot >= self.plot_every_s
-            write_outputs(study, self.run_dir, plot=plot)
-            self._last_write = now
-            if plot:
-                self._last_plot = now
+        start = time.monotonic()
+        if not self.quiet and (self.per_trial or start - self._last_line >= self.line_every_s):
+            log.info(progress_line(study, trial, self.prefix) if self.per_trial else self._summary_line(study))
+            self._last_line = start
+        if start < self._next_write:
+            return
+        plot = start - self._last_plot >= self.plot_every_s
+        write_outputs(study, self.run_dir, plot=plot)
+        end = time.monotonic()
+        self._next_write = end + (end - start) * (1 - self.cost_share) / self.cost_share
+        if plot:
+            self._last_plot = end
 
     def _summary_line(self, study: optuna.Study) -> str:
         trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
@@ -237,7 +241,9 @@ def _worker_main(config: SearchConfig, phase: str, worker_index: int, threads: i
         configure_logging(log_level)
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    _phase(config, phase, None, worker_index, quiet=False)
+    # A worker's error is one line and an exit code, as the command's own would be (no traceback).
+    sys.exit(run_reporting(lambda: _phase(config, phase, None, worker_index, quiet=False),
+                           prog=f"nas: [w{worker_index}]"))
 
 
 def _run_phase(config: SearchConfig, phase: str, evaluate: Evaluate | None, quiet: bool) -> None:
@@ -257,8 +263,9 @@ def _run_phase(config: SearchConfig, phase: str, evaluate: Evaluate | None, quie
         worker.join()
     bad = [w.name for w in workers if w.exitcode != 0]
     if bad:
-        raise NasError(f"worker process(es) {', '.join(bad)} exited with an error (see above); "
-                       "run the same command again to resume")
+        fault = EnvironmentFault if EXIT_ENVIRONMENT in [w.exitcode for w in workers] else NasError
+        raise fault(f"worker process(es) {', '.join(bad)} exited with an error (see above); "
+                    "run the same command again to resume")
 
 
 def run_search(config: SearchConfig, *, evaluate: Evaluate | None = None, quiet: bool = False) -> optuna.Study:

@@ -13,6 +13,7 @@ The checkpoint is written atomically every `checkpoint_every_s` seconds and at t
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import random
@@ -26,7 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from nas._common.atomic import atomic_path
+from nas._common.atomic import write_bytes_atomic
 from nas.arch.cost import count_flops
 from nas.arch.space import RandomChoices, SearchSpace, decode, sample
 from nas.arch.spec import Spec
@@ -240,8 +241,9 @@ def train_supernet(space: SearchSpace, data: ProxyData, preset: SupernetPreset, 
                  "ema_updates": ema.updates}
         if step < preset.steps:  # what a resume needs; a finished run keeps only the weights it is scored with
             state.update(supernet=supernet.state_dict(), optimizer=optimizer.state_dict())
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
+        buffer = io.BytesIO()  # torch's file writer aborts the process on a full disk; a bytes write raises OSError
+        torch.save(state, buffer)
+        write_bytes_atomic(path, buffer.getvalue())
 
     supernet.train()
     end = preset.steps if stop_after is None else min(preset.steps, start + stop_after)

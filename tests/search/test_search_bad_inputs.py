@@ -56,7 +56,7 @@ BAD_INPUTS = [  # (extra arguments, a word the one-line message must contain)
     (["--threads", "0"], "threads"),
     (["--population", "1"], "population"),
     (["--hard-cap", "0"], "hard_cap"),
-    (["--flops-window", "2,1"], "flops_window"),
+    (["--flops-window", "2,1"], "flops-window"),
     (["--flops-window", "wide"], "flops-window"),
     (["--seed", "-1"], "seed"),
     (["--reward-weight", "nan"], "reward_weight"),

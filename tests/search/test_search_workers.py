@@ -97,7 +97,9 @@ def _running_trial(run_dir: Path) -> optuna.trial.FrozenTrial | None:
 
 
 def test_a_killed_worker_is_recovered_and_nothing_is_lost(tmp_path):
-    argv = ["search", *TINY_ARGS, "--n-trials", "4", "--study", "crash", "--runs-dir", str(tmp_path), "--seed", "2"]
+    # A target whose hard cap prunes nothing: every trial trains, so a second one is running to be killed.
+    argv = ["search", *TINY_ARGS, "--target-flops", "200M", "--n-trials", "4", "--study", "crash",
+            "--runs-dir", str(tmp_path), "--seed", "2"]
     run_dir = tmp_path / "crash"
     worker = nas_process(*argv, log=tmp_path / "first.log")
     victim = None

@@ -47,7 +47,7 @@ def test_recovery_rules(tmp_path):
     host = socket.gethostname()
     now = time.time()
     dead_here = running_trial(study, f"{host}:{dead_pid()}", now)  # fresh heartbeat, but the process is gone
-    alive_here = running_trial(study, f"{host}:{subprocess.os.getpid()}", now - 3600)  # this process: alive
+    alive_here = running_trial(study, f"{host}:{subprocess.os.getppid()}", now - 3600)  # a live process here
     silent_elsewhere = running_trial(study, "otherhost:1", now - 120)
     fresh_elsewhere = running_trial(study, "otherhost:2", now - 5)
     recovered = recover_stale_trials(study, grace_s=60)
@@ -119,11 +119,11 @@ def test_surplus_trials_give_their_slot_up(tmp_path, n_trials):
     study = new_study(tmp_path)
     for _ in range(n_trials):  # other workers' trials already fill the budget
         running_trial(study, f"{socket.gethostname()}:{subprocess.os.getpid()}", time.time())
-    from nas.studies.runner import _is_surplus
+    from nas.studies.runner import StudyTally, _is_surplus
 
     late = study.ask()
-    assert _is_surplus(study, late, n_trials)
-    assert not _is_surplus(study, late, n_trials + 1)
+    assert _is_surplus(StudyTally(study), late, n_trials)
+    assert not _is_surplus(StudyTally(study), late, n_trials + 1)
 
 
 def _quick_worker(url: str | None, folder: str, name: str, n_trials: int, seed: int) -> None:
@@ -170,3 +170,57 @@ def test_many_processes_fill_the_budget_exactly_on_the_journal(tmp_path):
 
 def test_many_processes_fill_the_budget_exactly_on_postgresql(tmp_path, postgres_url):
     _assert_exact(_stress(postgres_url, tmp_path, workers=4, n_trials=40), 40)
+
+
+def test_a_fault_stops_the_worker_and_the_next_run_in_the_same_process_retries_its_trial(tmp_path):
+    """An EnvironmentFault is not the trial's: it is not recorded as a failure, the loop stops at once, and
+    the trial it left RUNNING (this very process's, so no dead pid to find) is retried by the next run."""
+    from nas.errors import EnvironmentFault
+
+    study = new_study(tmp_path)
+    calls = []
+
+    def objective(trial):
+        x = trial.suggest_int("x", 0, 100)
+        calls.append(x)
+        if len(calls) == 2:
+            raise EnvironmentFault("cannot write somewhere: No space left on device")
+        return [float(x)]
+
+    with pytest.raises(EnvironmentFault):
+        run_trials(study, objective, n_trials=4, sampler_factory=lambda k: optuna.samplers.RandomSampler(seed=k))
+    left = study.get_trials(states=(TrialState.RUNNING,))
+    assert len(left) == 1 and not study.get_trials(states=(TrialState.FAIL,))
+    summary = run_trials(study, objective, n_trials=4, sampler_factory=lambda k: optuna.samplers.RandomSampler(seed=k))
+    assert summary.recovered == 1 and len(study.get_trials(states=(TrialState.COMPLETE,))) == 4
+    retried = [t for t in study.get_trials() if t.user_attrs.get(RETRY_ATTR) == left[0].number]
+    assert len(retried) == 1 and retried[0].params == left[0].params and retried[0].state == TrialState.COMPLETE
+    stale = study.get_trials(states=(TrialState.FAIL,))
+    assert [t.user_attrs[FAIL_KIND_ATTR] for t in stale] == ["stale"]
+
+
+def test_the_tally_counts_what_a_full_count_does_as_trials_change_state(tmp_path):
+    from nas.studies.runner import BUDGET_STATES, StudyTally
+
+    study = new_study(tmp_path)
+    tally = StudyTally(study)
+
+    def check() -> None:
+        tally.read()
+        trials = study.get_trials()
+        for states in (BUDGET_STATES, (TrialState.COMPLETE,), (TrialState.RUNNING,), (TrialState.FAIL,)):
+            assert tally.count(states) == sum(t.state in states for t in trials)
+        assert [t.number for t in tally.running()] == [t.number for t in trials if t.state == TrialState.RUNNING]
+        last = trials[-1].number
+        assert tally.count(BUDGET_STATES, below=last) == sum(t.state in BUDGET_STATES for t in trials[:-1])
+
+    held = study.ask()  # stays RUNNING in the middle: the finished run stops before it
+    for i in range(6):
+        trial = study.ask()
+        study.tell(trial, state=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)[i % 3],
+                   values=[1.0] if i % 3 == 0 else None)
+        check()
+    study.tell(held, [2.0])  # it finishes: everything before the next trial is settled now
+    check()
+    study.ask()
+    check()
