@@ -94,7 +94,8 @@ def test_callback_gets_reports_and_its_exceptions_propagate():
 def test_last_report_lr_follows_compressed_schedule():
     data = synthetic_data()
     result = train(SMALL, data, TINY)
-    steps = TINY.epochs * (len(data.train_y) // TINY.batch_size)
+    steps = TINY.images // TINY.batch_size  # the preset is sized in images seen
+    assert result.steps == steps == result.history[-1].steps
     expected = compressed_schedule(TINY.lr_per_256 * TINY.batch_size / 256, steps)(steps - 1)
     assert result.history[-1].lr == pytest.approx(expected)
 
