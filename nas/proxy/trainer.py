@@ -133,6 +133,9 @@ class _Run:
     transfer_notes: list[str]
     step: int = 0
     history: list[EpochReport] = field(default_factory=list)
+    # This process's running sums over the epoch under way (saved with a state saved inside an epoch).
+    epoch_loss: torch.Tensor | None = None
+    epoch_correct: torch.Tensor | None = None
 
     @property
     def is_main(self) -> bool:
@@ -224,8 +227,10 @@ def _train_epoch(run: _Run, preset: ProxyPreset, epoch: int, start: int, bar, pr
     run.forward.train()
     started = time.perf_counter()
     steps = run.steps_in(epoch) - start
-    loss_sum = torch.zeros((), device=run.device)
-    correct = torch.zeros((), dtype=torch.int64, device=run.device)
+    if start == 0 or run.epoch_loss is None:
+        run.epoch_loss = torch.zeros((), device=run.device)
+        run.epoch_correct = torch.zeros((), dtype=torch.int64, device=run.device)
+    loss_sum, correct = run.epoch_loss, run.epoch_correct  # added to in place
     # A finiteness check reads the loss back, which stalls an asynchronous device: there, every 10th step.
     check_every = 1 if run.device.type == "cpu" else 10
     lr = 0.0
@@ -252,9 +257,11 @@ def _train_epoch(run: _Run, preset: ProxyPreset, epoch: int, start: int, bar, pr
         correct += (logits.detach().argmax(1) == targets).sum()
         run.step += 1
         if progress and (i % 10 == 9 or i == steps - 1):
-            seen = (i + 1) * run.batch_size
-            bar.set_postfix(epoch=epoch, loss=f"{loss_sum.item() / (i + 1):.3f}", acc=f"{correct.item() / seen:.3f}",
-                            img_s=f"{seen * run.world / (time.perf_counter() - started):.0f}", refresh=False)
+            seen = (start + i + 1) * run.batch_size
+            bar.set_postfix(epoch=epoch, loss=f"{loss_sum.item() / (start + i + 1):.3f}",
+                            acc=f"{correct.item() / seen:.3f}",
+                            img_s=f"{(i + 1) * run.batch_size * run.world / (time.perf_counter() - started):.0f}",
+                            refresh=False)
         bar.update(1)
         if state_path is not None and run.step % STATE_EVERY_STEPS == 0 and i < steps - 1:
             _save_state(run, state_path, identity)
@@ -262,8 +269,10 @@ def _train_epoch(run: _Run, preset: ProxyPreset, epoch: int, start: int, bar, pr
     totals = torch.stack([loss_sum.float(), correct.float()])
     if run.place is not None:
         distributed.all_sum(totals)
-    images = steps * run.batch_size * run.world
-    return _EpochStats(totals[0].item() / (steps * run.world), totals[1].item() / images, seconds, images, lr)
+    epoch_steps = start + steps
+    images = epoch_steps * run.batch_size * run.world
+    return _EpochStats(totals[0].item() / (epoch_steps * run.world), totals[1].item() / images, seconds,
+                       steps * run.batch_size * run.world, lr)
 
 
 def train(spec: Spec, data: ProxyData | StreamingData, preset: ProxyPreset, *, seed: int = 0,
@@ -378,9 +387,11 @@ def _identity(run: _Run, data: ProxyData | StreamingData, preset: ProxyPreset, s
 
 
 def _rank_state(run: _Run) -> dict[str, torch.Tensor]:
-    """This process's random-generator states: torch's global one (dropout, stochastic depth), the device's,
-    and the batch source's."""
+    """This process's random-generator states (torch's global one for dropout and stochastic depth, the
+    device's, the batch source's) and its running sums over the epoch under way."""
     state = {"global": torch.get_rng_state(), **{f"source.{k}": v for k, v in run.source.state().items()}}
+    if run.epoch_loss is not None:
+        state.update(epoch_loss=run.epoch_loss.cpu(), epoch_correct=run.epoch_correct.cpu())
     if run.device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(run.device)
     return state
@@ -438,6 +449,8 @@ def _resume(run: _Run, path: Path, identity: dict[str, Any]) -> int:
     if run.device.type == "cuda" and "cuda" in mine:
         torch.cuda.set_rng_state(mine["cuda"], run.device)
     run.source.load_state({k[len("source."):]: v for k, v in mine.items() if k.startswith("source.")})
+    if "epoch_loss" in mine:
+        run.epoch_loss, run.epoch_correct = mine["epoch_loss"].to(run.device), mine["epoch_correct"].to(run.device)
     run.step = meta["step"]
     run.history = [EpochReport(**report) for report in meta["history"]]
     if run.is_main:

@@ -2,6 +2,7 @@
 checkpoint behave as the search and scaling stages rely on."""
 
 import json
+import math
 from dataclasses import replace
 
 import pytest
@@ -233,3 +234,118 @@ def test_trainer_runs_its_convs_on_reachable_taps(monkeypatch):
     monkeypatch.setattr(nas.model.builder, "conv_on_reachable_taps", recording)
     train(SMALL, synthetic_data(), TINY)
     assert smallest_maps and min(smallest_maps) <= 2  # at 16 px the last stage runs on 2x2 maps, which its 5x5 kernel overhangs
+
+
+# --- presets sized in images seen ----------------------------------------------------------------
+
+
+def test_presets_keep_their_fashion_mnist_steps_and_give_a_small_data_set_as_many():
+    old_epochs = {"tiny": 2, "search": 4, "scale": 5, "full": 15}  # the presets' epochs before they were images
+    for name, epochs in old_epochs.items():
+        preset = get_preset(name)
+        pool = preset.subset or 60_000
+        steps_per_epoch = (pool - round(pool * 0.1)) // preset.batch_size
+        assert preset.total_steps(steps_per_epoch, preset.batch_size) == epochs * steps_per_epoch, name
+    # A 4,000-image folder (3,600 training images, 28 batches) gets the search preset's 280 steps, in 10 epochs.
+    assert get_preset("search").total_steps(3600 // 128, 128) == 280
+    assert get_preset("search").with_changes(epochs=4).total_steps(28, 128) == 112
+    with pytest.raises(NasError, match="images or epochs"):
+        TINY.with_changes(epochs=2, images=100)
+
+
+def test_tiny_preset_on_fashion_mnist_is_still_its_two_epochs(fashion):
+    sized = train(SMALL, fashion, TINY)
+    by_epochs = train(SMALL, fashion, TINY.with_changes(epochs=2))
+    assert [h.train_loss for h in sized.history] == [h.train_loss for h in by_epochs.history]
+    assert len(sized.history) == 2 and sized.steps == by_epochs.steps == 18
+
+
+def test_a_short_last_epoch_ends_the_run_at_the_preset_s_images():
+    data = synthetic_data()  # 256 training images: 8 batches of 32 an epoch
+    result = train(SMALL, data, TINY.with_changes(images=32 * 20))
+    assert [h.steps for h in result.history] == [8, 16, 20]
+
+
+# --- devices and precision -----------------------------------------------------------------------
+
+
+def _conv_output_dtypes(run) -> set:
+    dtypes = set()
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, _i, out: dtypes.add(out.dtype) if isinstance(module, torch.nn.Conv2d) else None)
+    try:
+        result = run()
+    finally:
+        hook.remove()
+    return dtypes, result
+
+
+@pytest.mark.parametrize("amp,dtype", [("off", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)])
+def test_amp_runs_the_convolutions_in_its_precision(amp, dtype):
+    dtypes, result = _conv_output_dtypes(lambda: train(SMALL, synthetic_data(), TINY, device="cpu", amp=amp))
+    assert dtypes == {dtype} and result.amp == amp and result.device == "cpu"
+    assert all(math.isfinite(h.train_loss) for h in result.history) and 0 <= result.val_acc <= 1
+    assert all(v.dtype in (torch.float32, torch.int64) for v in result.state_dict.values())  # weights stay fp32
+
+
+def test_cli_explicit_cpu_device_and_a_missing_gpu(tmp_path, capsys):
+    from tests.proxy.test_data import make_idx_dir
+
+    make_idx_dir(tmp_path, compress=True, n_train=200, n_test=40)
+    save_spec(SMALL, tmp_path / "small.json")
+    common = ["train", str(tmp_path / "small.json"), "--data", f"idx:{tmp_path}", "--preset", "tiny", "--epochs", "1"]
+    assert main([*common, "--device", "cpu", "--out", str(tmp_path / "run")]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (metrics["device"], metrics["amp"], metrics["processes"], metrics["data_path"]) == ("cpu", "off", 1, "memory")
+    capsys.readouterr()
+    if not torch.cuda.is_available():
+        assert main([*common, "--device", "cuda", "--out", str(tmp_path / "gpu")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "no CUDA GPU" in err and not (tmp_path / "gpu").exists()
+
+
+# --- resuming from the training state --------------------------------------------------------------
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("where", ["epoch end", "mid-epoch", "mid-epoch streamed"])
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch, where):
+    import nas.proxy.trainer
+
+    if where == "mid-epoch streamed":
+        from tests.proxy.folders import write_patch_folder
+
+        data = load_dataset(f"folder:{write_patch_folder(tmp_path / 'f', 160)}", image_size=16, memory_budget=0)
+    else:
+        data = synthetic_data()
+    preset = TINY.with_changes(epochs=3, subset=None)
+    whole = train(SMALL, data, preset, seed=4, state_path=tmp_path / "whole.safetensors", loader_workers=0)
+    state = tmp_path / "cut.safetensors"
+    if where == "epoch end":
+        def on_epoch(report):
+            raise Killed()
+        with pytest.raises(Killed):
+            train(SMALL, data, preset, seed=4, state_path=state, on_epoch=on_epoch, loader_workers=0)
+    else:
+        monkeypatch.setattr(nas.proxy.trainer, "STATE_EVERY_STEPS", 3)
+        real_save = nas.proxy.trainer._save_state
+
+        def save_then_die(run, path, identity):
+            real_save(run, path, identity)
+            if run.step % run.source.steps_per_epoch:  # a save inside an epoch: the process dies right after
+                raise Killed()
+        monkeypatch.setattr(nas.proxy.trainer, "_save_state", save_then_die)
+        with pytest.raises(Killed):
+            train(SMALL, data, preset, seed=4, state_path=state, loader_workers=0)
+        monkeypatch.setattr(nas.proxy.trainer, "_save_state", real_save)
+    resumed = train(SMALL, data, preset, seed=4, state_path=state, loader_workers=0)
+    assert resumed.resumed_at_step in ((whole.history[0].steps,) if where == "epoch end" else (3,))
+    assert [h.train_loss for h in resumed.history] == [h.train_loss for h in whole.history]
+    assert all(torch.equal(resumed.state_dict[k], v) for k, v in whole.state_dict.items())
+    again = train(SMALL, data, preset, seed=4, state_path=state, loader_workers=0)  # finished: nothing to train
+    assert again.resumed_at_step == whole.steps and again.val_acc == whole.val_acc
+    with pytest.raises(NasError, match="state of another run .*seed"):
+        train(SMALL, data, preset, seed=5, state_path=state)
