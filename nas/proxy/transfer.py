@@ -1,7 +1,9 @@
 """Transfer learning: start a network from trained weights of the same architecture on a new data set.
 
-Every tensor is taken as it is, except the two that depend on the data: the classifier is left at its fresh
-initialisation when the class count differs (a new head, as in the paper's transfer experiments), and the
+Every tensor is taken as it is, except the two that depend on the data: the classifier is replaced by a new
+one when the class count differs (as in the paper's transfer experiments), starting at zero -- a randomly
+drawn head on trained features gives large logits that are as likely wrong as right, and a fine-tuning
+learning rate takes long to undo them, while a zero head starts at the uniform prediction -- and the
 stem's first convolution is adapted when the number of input channels differs (grey <-> RGB): its kernels
 are summed over the old channels and spread evenly over the new ones, so a uniform image gives the same
 response as before. Anything else that differs means another architecture, and is a NasError.
@@ -40,9 +42,9 @@ def transfer_weights(model: nn.Module, source: dict[str, torch.Tensor], origin: 
         if given.shape == tensor.shape:
             loaded[key] = given
         elif key in CLASSIFIER_KEYS:
-            loaded[key] = tensor
+            loaded[key] = torch.zeros_like(tensor)
             if key == CLASSIFIER_KEYS[0]:
-                notes.append(f"classifier replaced: {given.shape[0]} -> {tensor.shape[0]} classes (new weights)")
+                notes.append(f"classifier replaced: {given.shape[0]} -> {tensor.shape[0]} classes (a new head)")
         elif key == STEM_WEIGHT and given.shape[0] == tensor.shape[0] and given.shape[2:] == tensor.shape[2:]:
             loaded[key] = adapt_stem(given, tensor.shape[1])
             notes.append(f"stem adapted: {given.shape[1]} -> {tensor.shape[1]} input channels")
