@@ -99,7 +99,8 @@ def open_grid_study(
 
 
 def _objective(
-    base: Spec, points: list[GridPoint], data: ProxyData, settings: GridSettings, progress: bool
+    base: Spec, points: list[GridPoint], data: ProxyData, settings: GridSettings, progress: bool,
+    device: str | None = None,
 ) -> Callable[[Trial], float]:
     by_label = {point.label: point for point in points}
 
@@ -115,12 +116,12 @@ def _objective(
             trial.report(epoch_report.val_acc, epoch_report.epoch)
             if not progress:  # no progress bar (not a terminal): one line per epoch for the log
                 print(f"grid point {point.label} (proxy {preset.resolution}px): epoch {epoch_report.epoch + 1}"
-                      f"/{preset.epochs} val_acc {epoch_report.val_acc:.4f}"
+                      f" (step {epoch_report.steps}) val_acc {epoch_report.val_acc:.4f}"
                       f" {epoch_report.images_per_s:.0f} img/s {epoch_report.seconds:.0f} s",
                       file=sys.stderr, flush=True)
 
         try:
-            result = train(spec, data, preset, seed=settings.seed, on_epoch=report, progress=progress)
+            result = train(spec, data, preset, seed=settings.seed, on_epoch=report, progress=progress, device=device)
         except TrainingDiverged as exc:
             trial.set_user_attr("diverged", str(exc))
             raise
@@ -162,9 +163,11 @@ def run_grid(
     data: ProxyData,
     settings: GridSettings,
     progress: bool = False,
+    device: str | None = None,
 ) -> None:
-    """Train every grid point not yet trained in the study (this process's share of it)."""
-    objective = _objective(base, points, data, settings, progress)
+    """Train every grid point not yet trained in the study (this process's share of it) on `device`
+    (nas.model.device: auto, cpu, cuda, cuda:N, mps; the device does not define the study)."""
+    objective = _objective(base, points, data, settings, progress, device)
     labels = [point.label for point in points]
     for label in _interrupted_points(study):
         _enqueue_grid_point(study, labels, label)

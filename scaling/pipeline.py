@@ -50,6 +50,7 @@ class ScalingOptions:
     published: bool = False
     budgets: list[float] | None = None
     progress: bool = False
+    device: str | None = None  # where the grid points train (nas.model.device); None = auto
 
 
 @dataclass
@@ -108,12 +109,14 @@ def search_coefficients(
 ) -> tuple[tuple[float, float, float], list[dict[str, Any]], int]:
     """Run (or resume) the grid study; returns the chosen (alpha, beta, gamma), the grid rows and how
     many points are still unfinished (trained by another process right now)."""
+    from nas.model.device import resolve_device
     from nas.proxy.data import load_dataset
     from scaling.grid_study import (
         GridSettings,
         choose_point,
         collect_results,
         open_grid_study,
+        proxy_resolution,
         run_grid,
     )
 
@@ -121,10 +124,13 @@ def search_coefficients(
     preset = grid_preset(options)
     settings = GridSettings(options.grid_step, options.tolerance, options.constraint, options.depth_rounding,
                             options.data, preset, options.seed)
-    data = load_dataset(options.data, seed=options.seed)  # bad or missing data fails before a study exists
+    resolve_device(options.device)  # a missing GPU, like bad or missing data, fails before a study exists
+    # A folder is decoded once at the largest resolution a point trains at (the trainer resizes down).
+    largest = max((proxy_resolution(preset, point.gamma) for point in points), default=preset.resolution)
+    data = load_dataset(options.data, seed=options.seed, image_size=largest)
     storage, study_name = _grid_storage(run_dir, options.storage)
     study = open_grid_study(storage, study_name, base, points, settings)
-    run_grid(study, base, points, data, settings, progress=options.progress)
+    run_grid(study, base, points, data, settings, progress=options.progress, device=options.device)
     results = collect_results(study, points, preset)
     best = choose_point(results)
     rows = [result.row(chosen=result is best) for result in results]

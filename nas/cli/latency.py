@@ -17,6 +17,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--runs", type=int, default=20, help="timed runs (default 20)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed warm-up runs (default 5)")
     parser.add_argument("--resolution", type=int, help="input resolution (default: the spec's)")
+    parser.add_argument("--device", default="cpu", help="cpu (the paper's protocol, the default), auto, cuda, "
+                                                        "cuda:N or mps")
     parser.set_defaults(run=run)
 
 
@@ -25,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resolution is not None:
         spec = spec.replace(resolution=args.resolution)
     result = measure_latency(spec, backend=args.backend, threads=args.threads, batch=args.batch, runs=args.runs,
-                             warmup=args.warmup)
+                             warmup=args.warmup, device=args.device)
     print(f"{spec.name or 'spec'} {spec.resolution}x{spec.resolution} batch {result.batch}, "
           f"{result.threads} thread(s), {result.backend}: mean {result.mean_s * 1e3:.2f} ms, "
           f"median {result.median_s * 1e3:.2f} ms over {result.runs} runs")

@@ -51,6 +51,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--subset", type=int,
                         help="images (train + validation) per grid point, overriding the preset's")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--device", help="where the grid points train: auto (CUDA when there is a GPU), cpu, "
+                                         "cuda, cuda:N or mps (default auto)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--study", help="run folder name under --runs (default: the base's study folder,"
                                         " or scale-<base>)")
@@ -104,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         subset=args.subset, seed=args.seed,
         storage=args.storage, coefficients=_coefficients(args), published=args.published,
         budgets=parse_flops_list(args.budgets) if args.budgets else None, progress=sys.stderr.isatty(),
+        device=args.device,
     )
     report = scale_base(base, run_folder(args.base, args.study, args.runs), options)
     _print_report(report)

@@ -19,6 +19,7 @@ from torch import nn
 from nas.arch.spec import Spec
 from nas.errors import NasError
 from nas.model.builder import build_model
+from nas.model.device import resolve_device, synchronize
 from nas.model.inference import fold_batchnorm, frozen_inference_model
 from nas.model.onnx import export_onnx, onnx_session, run_onnx
 
@@ -56,29 +57,37 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def time_calls(call: Callable[[], object], runs: int, warmup: int) -> tuple[float, ...]:
-    """Call `call` `warmup` times untimed, then `runs` times, returning each timed call's seconds."""
+def time_calls(call: Callable[[], object], runs: int, warmup: int,
+               wait: Callable[[], None] = lambda: None) -> tuple[float, ...]:
+    """Call `call` `warmup` times untimed, then `runs` times, returning each timed call's seconds.
+
+    `wait` returns when the call's work is done (a GPU runs it asynchronously: nas.model.device.synchronize).
+    """
     for _ in range(warmup):
         call()
+    wait()
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         call()
+        wait()
         times.append(time.perf_counter() - start)
     return tuple(times)
 
 
 def measure_model(model: nn.Module, input_shape: tuple[int, int, int], *, backend: str = "eager",
-                  threads: int = 1, batch: int = 1, runs: int = 20, warmup: int = 5, seed: int = 0) -> Latency:
+                  threads: int = 1, batch: int = 1, runs: int = 20, warmup: int = 5, seed: int = 0,
+                  device: str | torch.device | None = "cpu") -> Latency:
     """Latency of `model` on inputs of shape (batch, *input_shape) with the given backend."""
     return compare_backends(model, input_shape, (backend,), threads=threads, batch=batch, runs=runs, warmup=warmup,
-                            seed=seed, rounds=1)[backend]
+                            seed=seed, rounds=1, device=device)[backend]
 
 
 def compare_backends(model: nn.Module, input_shape: tuple[int, int, int], backends: Sequence[str] | None = None, *,
                      threads: int = 1, batch: int = 1, runs: int = 20, warmup: int = 5, seed: int = 0,
-                     rounds: int = 4) -> dict[str, Latency]:
-    """Latency of `model` on several backends, timed in interleaved rounds.
+                     rounds: int = 4, device: str | torch.device | None = "cpu") -> dict[str, Latency]:
+    """Latency of `model` on several backends, timed in interleaved rounds, on `device` (the paper's CPU by
+    default; nas.model.device names the others).
 
     Each backend gets `runs` timed calls split over `rounds` rounds that alternate between backends, so a
     change in machine load during the measurement hits every backend alike and their ratios stay fair.
@@ -89,26 +98,31 @@ def compare_backends(model: nn.Module, input_shape: tuple[int, int, int], backen
         raise NasError(f"unknown latency backend {unknown[0]!r}; choose one of {', '.join(BACKENDS)}")
     if threads < 1 or batch < 1 or runs < 1 or warmup < 0 or rounds < 1:
         raise NasError("threads, batch, runs and rounds must be at least 1 and warmup at least 0")
-    x = torch.randn((batch, *input_shape), generator=torch.Generator().manual_seed(seed))
+    target = resolve_device(device)
+    if target.type != "cpu" and "onnxruntime" in backends:
+        raise NasError(f"the onnxruntime backend runs on the CPU here; time eager or folded on {target}")
+    x = torch.randn((batch, *input_shape), generator=torch.Generator().manual_seed(seed)).to(target)
+    wait = lambda: synchronize(target)  # noqa: E731
     times: dict[str, list[float]] = {backend: [] for backend in backends}
     with torch_threads(threads):
+        model = model.to(target)
         forwards = {backend: BACKEND_FORMS[backend](model.eval(), threads, x) for backend in backends}
         with torch.inference_mode():
             for forward in forwards.values():
-                time_calls(lambda: forward(x), 0, warmup)
+                time_calls(lambda: forward(x), 0, warmup, wait)
             for index in range(rounds):
                 share = runs // rounds + (1 if index < runs % rounds else 0)
                 for backend, forward in forwards.items():
-                    times[backend] += time_calls(lambda: forward(x), share, 0)
+                    times[backend] += time_calls(lambda: forward(x), share, 0, wait)
     return {backend: Latency(backend, threads, batch, tuple(times[backend])) for backend in backends}
 
 
 def measure_latency(spec: Spec, *, backend: str = "eager", threads: int = 1, batch: int = 1, runs: int = 20,
-                    warmup: int = 5, seed: int = 0) -> Latency:
+                    warmup: int = 5, seed: int = 0, device: str | torch.device | None = "cpu") -> Latency:
     """Latency of the network a spec describes, on inputs at the spec's resolution and channel count."""
     torch.manual_seed(seed)
     return measure_model(build_model(spec), (spec.in_channels, spec.resolution, spec.resolution), backend=backend,
-                         threads=threads, batch=batch, runs=runs, warmup=warmup, seed=seed)
+                         threads=threads, batch=batch, runs=runs, warmup=warmup, seed=seed, device=device)
 
 
 def _eager(model: nn.Module, threads: int, example: torch.Tensor) -> Callable[[torch.Tensor], object]:

@@ -29,7 +29,7 @@ from nas.arch.resolve import resolve_spec
 from nas.arch.space import SearchSpace, arch_code, encode, load_space, sample
 from nas.arch.spec import Spec
 from nas.errors import NasError
-from nas.search.config import DIRECTIONS, SAMPLERS, SearchConfig
+from nas.search.config import DIRECTIONS, SAMPLERS, SearchConfig, with_changes
 from nas.search.report import CONFIG_ATTR, write_outputs
 from nas.studies.runner import REASON_ATTR, RunSummary, run_trials, trial_seconds
 from nas.studies.storage import open_storage
@@ -127,15 +127,17 @@ def proxy_evaluator(config: SearchConfig) -> Evaluate:
     The data set is loaded here, once per worker, so a missing data set is reported before any study
     is created or touched.
     """
+    from nas.model.device import resolve_device
     from nas.proxy.data import load_dataset
     from nas.proxy.presets import get_preset
     from nas.proxy.trainer import train
 
     preset = get_preset(config.proxy)
-    data = load_dataset(config.data, subset=preset.subset, seed=config.seed)
+    device = resolve_device(config.device)  # a missing GPU fails here, before the study, like missing data
+    data = load_dataset(config.data, subset=preset.subset, seed=config.seed, image_size=preset.resolution)
 
     def evaluate(spec: Spec, on_epoch: Callable[[Any], None]) -> float:
-        return train(spec, data, preset, seed=config.seed, on_epoch=on_epoch).val_acc
+        return train(spec, data, preset, seed=config.seed, on_epoch=on_epoch, device=device).val_acc
 
     return evaluate
 
@@ -260,9 +262,13 @@ def run_search(config: SearchConfig, *, evaluate: Evaluate | None = None, quiet:
             raise NasError("a custom accuracy source runs with one worker only")
         proxy_evaluator(config)  # check the data once, here, before any worker starts
         open_study(config, space, enqueued)  # created once, so workers never race to create it
+        from nas.model.device import worker_devices
+
         threads = config.threads or max(1, (os.cpu_count() or 1) // config.workers)
+        devices = worker_devices(config.device, config.workers)  # one worker per visible GPU, round-robin
         context = multiprocessing.get_context("spawn")
-        workers = [context.Process(target=_worker_main, args=(config, i, threads), name=f"nas-worker-{i}")
+        workers = [context.Process(target=_worker_main, args=(with_changes(config, device=devices[i]), i, threads),
+                                   name=f"nas-worker-{i}")
                    for i in range(config.workers)]
         for worker in workers:
             worker.start()
