@@ -37,8 +37,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     length.add_argument("--epochs", type=int, help="train this many passes over the data instead of the "
                                                    "preset's number of images")
     length.add_argument("--images", type=int, help="override the preset's training images seen (steps x batch)")
-    parser.add_argument("--resolution", type=int, help="override the preset's input resolution "
-                                                       "(folder images are decoded at it)")
+    parser.add_argument("--resolution", type=_resolution, help="override the preset's input resolution "
+                        "(folder images are decoded at it); 'spec' trains at the spec's own, e.g. 300 for b3")
     parser.add_argument("--subset", type=int, help="override the preset's train+val pool size")
     parser.add_argument("--batch-size", type=int, help="override the preset's batch size (per process)")
     parser.add_argument("--lr", type=float, metavar="LR_PER_256",
@@ -86,8 +86,9 @@ def run(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, is_main: bool) -> int:
     spec = resolve_spec(args.model)
     init_state, init_origin = _init_weights(args.init_from) if args.init_from else (None, None)
+    resolution = spec.resolution if args.resolution == "spec" else args.resolution
     preset = get_preset(args.preset or (FINETUNE_PRESET if args.init_from else "full")).with_changes(
-        epochs=args.epochs, images=args.images, resolution=args.resolution, subset=args.subset,
+        epochs=args.epochs, images=args.images, resolution=resolution, subset=args.subset,
         batch_size=args.batch_size, lr_per_256=args.lr, randaugment_ops=args.randaugment, randaugment_magnitude=args.randaugment_magnitude)
     if args.threads is not None:
         if args.threads < 1:
@@ -132,6 +133,16 @@ def _train(args: argparse.Namespace, is_main: bool) -> int:
     print(f"{name} ({preset.name}, {result.steps} steps on {where}, amp {result.amp}): val acc {result.val_acc:.4f}, "
           f"test acc {test}, {result.seconds:.1f} s, {result.images_per_s:.0f} img/s -> {out}")
     return 0
+
+
+def _resolution(text: str) -> int | str:
+    """--resolution: pixels, or 'spec' for the network's own resolution."""
+    if text.strip().lower() == "spec":
+        return "spec"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected pixels or 'spec', got {text!r}") from None
 
 
 def _init_weights(source: str) -> tuple[dict[str, torch.Tensor], str]:

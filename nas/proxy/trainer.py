@@ -161,7 +161,7 @@ class _EpochStats(NamedTuple):
 
 
 def _set_up(spec: Spec, data: ProxyData | StreamingData, preset: ProxyPreset, seed: int, device: str | None,
-            amp: str | None, compile: bool, init_from: dict[str, torch.Tensor] | None,
+            amp: str | None, compile: bool | str, init_from: dict[str, torch.Tensor] | None,
             loader_workers: int | None) -> _Run:
     """Resolve the device, build the channels-last network with the preset's init and BN momentum (from
     `init_from` when given), and set up the recipe and the batches."""
@@ -200,7 +200,7 @@ def _set_up(spec: Spec, data: ProxyData | StreamingData, preset: ProxyPreset, se
         forward = nn.parallel.DistributedDataParallel(model, device_ids=[target.index] if target.type == "cuda"
                                                       else None)
     if compile:
-        forward = torch.compile(forward)
+        forward = torch.compile(forward, backend="inductor" if compile is True else compile)
     optimizer = RMSpropTF(weight_decay_groups(model, preset.weight_decay), lr=0.0, rho=0.9, momentum=0.9, eps=1e-3)
     return _Run(
         spec=spec, model=model, forward=forward, ema=ModelEma(model, compressed_decay(total_steps, preset.ema_decay)),
@@ -278,7 +278,7 @@ def _train_epoch(run: _Run, preset: ProxyPreset, epoch: int, start: int, bar, pr
 def train(spec: Spec, data: ProxyData | StreamingData, preset: ProxyPreset, *, seed: int = 0,
           on_epoch: Callable[[EpochReport], None] | None = None, evaluate_test: bool = False,
           progress: bool = False, device: str | torch.device | None = None, amp: str | None = None,
-          compile: bool = False, init_from: dict[str, torch.Tensor] | None = None,
+          compile: bool | str = False, init_from: dict[str, torch.Tensor] | None = None,
           state_path: str | Path | None = None, loader_workers: int | None = None) -> TrainResult:
     """Train `spec` on `data` with `preset`; returns the EMA model's validation (and test) accuracy.
 
@@ -286,7 +286,8 @@ def train(spec: Spec, data: ProxyData | StreamingData, preset: ProxyPreset, *, s
     unchanged (a search uses that to prune). A non-finite loss raises `TrainingDiverged`.
 
     `device` is auto (CUDA if there is one, else the CPU), cpu, cuda, cuda:N or mps; `amp` is bf16, fp16 or
-    off (default: on for CUDA only); `compile` runs the network through torch.compile. `init_from` is a
+    off (default: on for CUDA only); `compile` runs the network through torch.compile (True: its default
+    inductor backend; a string names another backend). `init_from` is a
     state dict of trained weights to start from (nas.proxy.transfer: the classifier and stem are adapted
     to the data). With `state_path` the run saves its state there after every epoch (and every
     STATE_EVERY_STEPS steps) and, when the file already holds a state of the same run, resumes from it.

@@ -349,3 +349,13 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch, wher
     assert again.resumed_at_step == whole.steps and again.val_acc == whole.val_acc
     with pytest.raises(NasError, match="state of another run .*seed"):
         train(SMALL, data, preset, seed=5, state_path=state)
+
+
+def test_compiled_network_trains_the_same_weights():
+    """torch.compile's tracing with its plain eager backend (inductor's code generation takes minutes on a
+    CPU): the compiled module trains the network's own parameters, step for step."""
+    data = synthetic_data()
+    preset = TINY.with_changes(images=32 * 4)
+    compiled, eager = train(SMALL, data, preset, compile="eager"), train(SMALL, data, preset)
+    assert [h.train_loss for h in compiled.history] == [h.train_loss for h in eager.history]
+    assert all(torch.equal(compiled.state_dict[k], v) for k, v in eager.state_dict.items())
