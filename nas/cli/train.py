@@ -11,7 +11,13 @@ from pathlib import Path
 import torch
 
 from nas._common.parse import parse_bytes
-from nas._common.runfiles import CHECKPOINT_FILE, METRICS_FILE, RUNS_DIR, SPEC_FILE, TRAIN_STATE_FILE
+from nas._common.runfiles import (
+    CHECKPOINT_FILE,
+    METRICS_FILE,
+    RUNS_DIR,
+    SPEC_FILE,
+    TRAIN_STATE_FILE,
+)
 from nas.arch.resolve import resolve_spec
 from nas.arch.spec import save_spec
 from nas.errors import NasError

@@ -6,6 +6,7 @@ BN folded, channels-last, frozen TorchScript -- the module `nas export` writes, 
 """
 
 import contextlib
+import functools
 import statistics
 import tempfile
 import time
@@ -102,7 +103,7 @@ def compare_backends(model: nn.Module, input_shape: tuple[int, int, int], backen
     if target.type != "cpu" and "onnxruntime" in backends:
         raise NasError(f"the onnxruntime backend runs on the CPU here; time eager or folded on {target}")
     x = torch.randn((batch, *input_shape), generator=torch.Generator().manual_seed(seed)).to(target)
-    wait = lambda: synchronize(target)  # noqa: E731
+    wait = functools.partial(synchronize, target)
     times: dict[str, list[float]] = {backend: [] for backend in backends}
     with torch_threads(threads):
         model = model.to(target)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import ContextManager
+from contextlib import AbstractContextManager
 
 import torch
 
@@ -100,7 +100,7 @@ def amp_name(dtype: torch.dtype | None) -> str:
     return next(name for name, value in AMP_DTYPES.items() if value == dtype)
 
 
-def autocast(device: torch.device, dtype: torch.dtype | None) -> ContextManager:
+def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
     """torch.autocast on `device` in `dtype`, or a no-op context when mixed precision is off."""
     if dtype is None:
         return contextlib.nullcontext()

@@ -104,8 +104,8 @@ def batch_source(data: ProxyData | StreamingData, *, resolution: int, batch_size
                  loader_workers: int) -> InMemoryBatches | StreamingBatches:
     """The batch source for `data`: in memory for a `ProxyData`, `loader_workers` DataLoader processes for a
     `StreamingData`."""
-    common = dict(resolution=resolution, batch_size=batch_size, padding=padding, flip=flip, seed=seed, rank=rank,
-                  world=world, device=device, eval_batch_size=eval_batch_size)
+    common = {"resolution": resolution, "batch_size": batch_size, "padding": padding, "flip": flip, "seed": seed,
+              "rank": rank, "world": world, "device": device, "eval_batch_size": eval_batch_size}
     if isinstance(data, StreamingData):
         return StreamingBatches(data, workers=loader_workers, **common)
     return InMemoryBatches(data, **common)

@@ -40,7 +40,13 @@ from torch import nn
 from nas.arch.spec import Spec
 from nas.errors import NasError
 from nas.model.builder import build_model, skip_unreachable_taps
-from nas.model.device import amp_name, autocast, grad_scaler, resolve_amp, resolve_device
+from nas.model.device import (
+    amp_name,
+    autocast,
+    grad_scaler,
+    resolve_amp,
+    resolve_device,
+)
 from nas.proxy import distributed
 from nas.proxy.augment import RandAugment, normalize
 from nas.proxy.batches import batch_source, default_loader_workers

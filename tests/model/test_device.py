@@ -5,7 +5,13 @@ import pytest
 import torch
 
 from nas.errors import NasError
-from nas.model.device import autocast, grad_scaler, resolve_amp, resolve_device, worker_devices
+from nas.model.device import (
+    autocast,
+    grad_scaler,
+    resolve_amp,
+    resolve_device,
+    worker_devices,
+)
 
 
 @pytest.fixture

@@ -12,7 +12,12 @@ from nas.cli.main import main
 from nas.errors import NasError
 from nas.proxy.augment import channel_stats
 from nas.proxy.batches import batch_source
-from nas.proxy.data import MEMORY_BUDGET_ENV, ProxyData, default_memory_budget, load_dataset
+from nas.proxy.data import (
+    MEMORY_BUDGET_ENV,
+    ProxyData,
+    default_memory_budget,
+    load_dataset,
+)
 from nas.proxy.folder import read_image
 from nas.proxy.presets import get_preset
 from nas.proxy.stream import StreamingData
@@ -21,14 +26,6 @@ from tests.proxy.folders import SMALL, write_patch_folder
 
 # Enough steps at a high learning rate for SMALL to learn the colours: chance is 0.25.
 LEARN = get_preset("tiny").with_changes(epochs=5, subset=None, lr_per_256=0.2)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nas.arch.resolve import resolve_spec
-from nas.arch.spec import Spec, StageSpec, save_spec
+from nas.arch.spec import save_spec
 from nas.cli.main import main
 from nas.deploy.load import load
 from nas.errors import NasError
@@ -20,21 +20,9 @@ from nas.proxy.data import FASHION_MNIST_DIR, load_dataset, split_train_val
 from nas.proxy.presets import get_preset
 from nas.proxy.schedule import compressed_schedule
 from nas.proxy.trainer import EpochReport, TrainingDiverged, evaluate, proxy_spec, train
+from tests.proxy.folders import SMALL
 
-SMALL = Spec(stages=(StageSpec("mbconv", 1, 3, 1, 1, 8), StageSpec("mbconv", 2, 3, 2, 3, 16),
-                     StageSpec("mbconv", 1, 5, 2, 3, 24)),
-             stem_channels=8, head_channels=64, name="small")
 TINY = get_preset("tiny")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny nets gain little from a second thread, and on a shared, loaded machine two OpenMP threads that
-    spin-wait for each other ran these tests 10-20x slower than one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def synthetic_data(n=320, seed=0):

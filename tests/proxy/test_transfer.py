@@ -19,14 +19,6 @@ from nas.proxy.transfer import adapt_stem, transfer_weights
 from tests.proxy.folders import SMALL, patch_image, write_patch_folder
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _two_colour_folder(root, n=160):
     """A new task: green patches against yellow ones (two of the four colours the source task knew)."""
     rng = np.random.default_rng(5)
