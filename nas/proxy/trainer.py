@@ -187,6 +187,9 @@ def _set_up(spec: Spec, data: ProxyData | StreamingData, preset: ProxyPreset, se
             module.momentum = preset.bn_momentum
     if world > 1:  # same initial weights everywhere (DDP checks), but each process its own dropout masks
         torch.manual_seed(int(np.random.SeedSequence([seed, rank]).generate_state(1)[0]))
+    if isinstance(data, ProxyData) and data.name == "folder" and data.image_size < preset.resolution:
+        log.warning("the folder's images were decoded at %d px and are upsampled to %d px: load them with "
+                    "image_size=%d", data.image_size, preset.resolution, preset.resolution)
     batch_size = min(preset.batch_size, len(data.train_y) // world)
     if batch_size < 1:
         raise NasError(f"{len(data.train_y)} training images are too few for {world} processes")
