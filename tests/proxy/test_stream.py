@@ -152,3 +152,11 @@ def test_memory_budget_default_and_environment(monkeypatch):
     monkeypatch.setenv(MEMORY_BUDGET_ENV, "plenty")
     with pytest.raises(NasError, match="NAS_MEMORY_BUDGET"):
         default_memory_budget()
+
+
+def test_training_a_folder_decoded_smaller_than_the_run_warns(tmp_path, caplog):
+    root = write_patch_folder(tmp_path / "q", 40)
+    small = load_dataset(f"folder:{root}", image_size=12)
+    with caplog.at_level(logging.WARNING):
+        train(SMALL, small, LEARN.with_changes(epochs=1))  # the tiny preset trains at 16 px
+    assert "decoded at 12 px and are upsampled to 16 px" in caplog.text
