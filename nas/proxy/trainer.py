@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -206,6 +207,9 @@ def _set_up(spec: Spec, data: ProxyData | StreamingData, preset: ProxyPreset, se
     total_steps = preset.total_steps(source.steps_per_epoch, global_batch)
     forward: nn.Module = model
     if place is not None:
+        # A depthwise kernel (C, 1, k, k) has two equally valid channels-last strides (the size-1 dimension's is
+        # free) and its gradient arrives in either, by conv path; DDP copies it into its bucket either way.
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         forward = nn.parallel.DistributedDataParallel(model, device_ids=[target.index] if target.type == "cuda"
                                                       else None)
     if compile:
