@@ -8,6 +8,7 @@ epochs of 28 steps; sized in images, it gets the 280 steps it has on the Fashion
 (the full preset trains 6,315 steps of B0: run each preset as its own step under the shared lock):
 
     python bench/bench_folder_presets.py [--preset search,full] [--folder DIR] [--images 4000] [--seed 0]
+    python bench/bench_folder_presets.py --preset search --epochs 4   # the search preset as it was, in epochs
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=4000)
     parser.add_argument("--test-images", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, help="size the presets in epochs instead (the old way)")
     parser.add_argument("--threads", type=int)
     args = parser.parse_args()
     if args.threads:
@@ -55,7 +57,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = write_folder(args.folder or Path(scratch) / "folder", args.images, args.test_images, args.seed)
         for name in args.preset.split(","):
-            preset = get_preset(name)
+            preset = get_preset(name).with_changes(epochs=args.epochs)
             data = load_dataset(f"folder:{root}", seed=args.seed, image_size=preset.resolution)
             started = time.perf_counter()
             result = train(efficientnet("b0"), data, preset, seed=args.seed, evaluate_test=True)
