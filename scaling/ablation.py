@@ -110,8 +110,9 @@ def _key(network: Scaled) -> str:
 
 
 def run_ablation(study: Any, settings: AblationSettings, data: Any, seed: int,
-                 heartbeat_s: float = 10.0) -> list[Scaled]:
-    """Train every network of the ablation under `settings.seeds` seeds (this process's share of them)."""
+                 heartbeat_s: float = 10.0, device: str | None = None) -> list[Scaled]:
+    """Train every network of the ablation under `settings.seeds` seeds (this process's share of them) on
+    `device` (nas.model.device)."""
     import optuna
 
     from nas.proxy.trainer import train
@@ -126,7 +127,7 @@ def run_ablation(study: Any, settings: AblationSettings, data: Any, seed: int,
         preset = settings.proxy.with_changes(resolution=proxy_resolution(settings.proxy, network.resolution),
                                              epochs=settings.rung.epochs)
         result = train(network.spec, rung_data(data, settings.rung), dataclasses.replace(preset, subset=None),
-                       seed=run_seed)
+                       seed=run_seed, device=device)
         failure = did_train(result.history, data.num_classes)
         if failure:
             raise RuntimeError(failure)  # reported as a failed run; its accuracy is not evidence

@@ -87,7 +87,7 @@ def open_grid_study(storage: BaseStorage, study_name: str, base: Spec, points: l
 
 
 def _objective(base: Spec, points: dict[str, GridPoint], data: ProxyData, settings: GridSettings,
-               progress: bool):
+               progress: bool, device: str | None = None):
     def objective(trial: Trial) -> list[float]:
         label = trial.suggest_categorical(POINT, list(points))
         rung_index = trial.suggest_int(RUNG, 0, len(settings.rungs) - 1)
@@ -107,7 +107,8 @@ def _objective(base: Spec, points: dict[str, GridPoint], data: ProxyData, settin
                          label, rung_index, seed, preset.resolution, epoch.epoch + 1, preset.epochs,
                          epoch.train_loss, epoch.val_acc, epoch.images_per_s)
 
-        result = train(spec, rung_data(data, rung), preset, seed=seed, on_epoch=report, progress=progress)
+        result = train(spec, rung_data(data, rung), preset, seed=seed, on_epoch=report,
+                       progress=progress, device=device)
         trial.set_user_attr("train_loss", [round(h.train_loss, 4) for h in result.history])
         trial.set_user_attr("val_acc_history", [round(h.val_acc, 5) for h in result.history])
         trial.set_user_attr("seconds", result.seconds)
@@ -245,11 +246,12 @@ def _budget(study: optuna.Study) -> int:
 
 def run_grid(study: optuna.Study, base: Spec, points: list[GridPoint], data: ProxyData, settings: GridSettings,
              reference: str | None = None, always: str | None = None, progress: bool = False,
-             heartbeat_s: float = 10.0) -> None:
-    """Train the study's rungs in turn (this process's share of them): queue each rung's promoted points, a
-    second seed for runs that did not train, and run the queue with the study runner."""
+             heartbeat_s: float = 10.0, device: str | None = None) -> None:
+    """Train the study's rungs in turn (this process's share of them) on `device` (nas.model.device; the device
+    does not define the study): queue each rung's promoted points, a second seed for runs that did not train,
+    and run the queue with the study runner."""
     by_label = {point.label: point for point in points}
-    objective = _objective(base, by_label, data, settings, progress)
+    objective = _objective(base, by_label, data, settings, progress, device)
     study.sampler = optuna.samplers.RandomSampler(seed=settings.seed)  # every trial is queued: nothing is sampled
     for rung_index, rung in enumerate(settings.rungs):
         for attempt in range(2):  # the rung's runs, then once more for those that did not train

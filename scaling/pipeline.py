@@ -63,6 +63,7 @@ class ScalingOptions:
     ablation: bool = False
     ablation_budgets: tuple[float, ...] = DEFAULT_BUDGETS
     progress: bool = False
+    device: str | None = None  # where the grid points train (nas.model.device); None = auto
 
     @property
     def rungs(self) -> tuple[Rung, ...]:
@@ -158,6 +159,7 @@ def search_coefficients(
 ) -> tuple[tuple[float, float, float], list[dict[str, Any]], int, str]:
     """Run (or resume) the grid study; returns the chosen (alpha, beta, gamma), the grid rows, how many points
     are still unfinished (trained by another process right now) and the separation verdict."""
+    from nas.model.device import resolve_device
     from nas.proxy.data import load_dataset
     from scaling.grid_study import (
         GridSettings,
@@ -166,16 +168,21 @@ def search_coefficients(
         open_grid_study,
         run_grid,
     )
+    from scaling.halving import proxy_resolution
 
     grid = grid_points(base, options.grid_step, options.tolerance, options.constraint, options.depth_rounding)
     points, paper, added = reference_point(base, grid, options.depth_rounding)
     settings = GridSettings(options.grid_step, options.tolerance, options.constraint, options.depth_rounding,
                             options.data, grid_preset(options), options.seed, options.rungs)
-    data = load_dataset(options.data, seed=options.seed)  # bad or missing data fails before a study exists
+    resolve_device(options.device)  # a missing GPU, like bad or missing data, fails before a study exists
+    # A folder is decoded once at the largest resolution a point trains at (the trainer resizes down).
+    largest = max(proxy_resolution(settings.proxy, point.gamma) for point in points)
+    data = load_dataset(options.data, seed=options.seed, image_size=largest)
     storage, study_name = _storage(run_dir, options.storage, GRID_STUDY)
     study = open_grid_study(storage, study_name, base, points, settings)
     reference = paper if added else None
-    run_grid(study, base, points, data, settings, reference=reference, always=paper, progress=options.progress)
+    run_grid(study, base, points, data, settings, reference=reference, always=paper, progress=options.progress,
+             device=options.device)
     results = collect_results(study, points, settings, reference)
     best = choose_point(results)
     rows = [result.row(chosen=result is best) for result in results]
@@ -192,17 +199,20 @@ def run_ablation_stage(base: Spec, run_dir: Path, options: ScalingOptions,
         ABLATION_STUDY,
         AblationSettings,
         ablation_rows,
+        networks,
         open_ablation_study,
         run_ablation,
     )
+    from scaling.halving import proxy_resolution
 
     final = options.rungs[-1]
     settings = AblationSettings(base, tuple(coefficients), tuple(options.ablation_budgets), final.seeds,
                                 options.data, grid_preset(options), final, options.depth_rounding)
-    data = load_dataset(options.data, seed=options.seed)
+    largest = max(proxy_resolution(settings.proxy, network.resolution) for network in networks(settings))
+    data = load_dataset(options.data, seed=options.seed, image_size=largest)
     storage, name = _storage(run_dir, options.storage, ABLATION_STUDY)
     study = open_ablation_study(storage, name, settings)
-    scaled = run_ablation(study, settings, data, options.seed)
+    scaled = run_ablation(study, settings, data, options.seed, device=options.device)
     rows = ablation_rows(study, scaled)
     return rows, verdicts(rows)
 

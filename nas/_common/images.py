@@ -12,6 +12,15 @@ import numpy as np
 from nas.errors import NasError
 
 
+class UnreadableImage(NasError):
+    """An image file Pillow cannot decode; carries the path and Pillow's reason (the folder data source skips
+    such files when asked to)."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: cannot decode image ({reason})")
+        self.path, self.reason = str(path), reason
+
+
 def read_square_image(path: str | Path, size: int, mode: str = "RGB") -> np.ndarray:
     """The image at `path` in Pillow `mode`, shorter side resized to `size`, centre-cropped: uint8 H x W x C."""
     from PIL import Image, UnidentifiedImageError
@@ -25,6 +34,6 @@ def read_square_image(path: str | Path, size: int, mode: str = "RGB") -> np.ndar
             image = image.resize((w, h), Image.BILINEAR)
             left, top = (w - size) // 2, (h - size) // 2
             pixels = np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
-    except (OSError, UnidentifiedImageError) as exc:
-        raise NasError(f"{path}: cannot decode image ({exc})") from None
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+        raise UnreadableImage(path, str(exc)) from None
     return pixels.reshape(size, size, -1)

@@ -83,3 +83,14 @@ def parse_numbers(text: str, option: str, kind: type = float) -> tuple:
         return tuple(kind(part) for part in str(text).split(","))
     except ValueError:
         raise NasError(f"{option}: cannot read {text!r} (expected comma-separated {kind.__name__} values)") from None
+
+
+_BYTES = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)i?b?\s*")
+
+
+def parse_bytes(text: str, option: str = "--memory-budget") -> int:
+    """'512M', '8G', '1.5GiB' or '1000000' -> bytes (K, M, G, T are powers of 1024, as memory is sized)."""
+    match = _BYTES.fullmatch(str(text).lower())
+    if not match:
+        raise NasError(f"{option}: cannot read {text!r} (expected e.g. 512M, 8G or a number of bytes)")
+    return int(float(match.group(1)) * 1024 ** " kmgt".index(match.group(2) or " "))

@@ -8,6 +8,7 @@ BEST_FILE = "best.json"  # a search study's selected architecture with its evide
 METRICS_FILE = "metrics.json"  # a `nas train` run: metrics, the trained (proxy) spec, the normalisation
 SPEC_FILE = "spec.json"  # an exported folder's spec (a `nas train` run writes one too)
 CHECKPOINT_FILE = "checkpoint.safetensors"  # the weights a search or training run leaves
+TRAIN_STATE_FILE = "train_state.safetensors"  # a `nas train` run's resumable state (weights, optimizer, RNG, step)
 WEIGHTS_FILE = "model.safetensors"  # the weights of an exported folder
 CONFIG_FILE = "config.json"  # an exported folder's preprocessing contract (input size, mean/std, classes)
 BLOCKS_FILE = "blocks.json"  # an exported folder's TF and timm block strings

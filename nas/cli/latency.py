@@ -20,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("latency", help="inference latency of a network on this machine")
     parser.add_argument("model", help="name (b0..b7), spec .json or run folder")
     parser.add_argument("--backend", choices=BACKENDS, help="network form to time (default folded)")
-    parser.add_argument("--device", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--device", help="cpu (the paper's protocol, the default), auto, cuda, cuda:N or mps")
     parser.add_argument("--threads", type=int, help="intra-op threads (default 1, as in the paper)")
     parser.add_argument("--batch", type=int, help="batch size (default 1)")
     parser.add_argument("--runs", type=int, help="timed runs (default 20)")

@@ -66,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def run() -> int | None:
         command_line, configurable = expand_command_line(parser, list(sys.argv[1:] if argv is None else argv))
         args = parser.parse_args(command_line)
+        args.argv = command_line  # what a command that relaunches itself (nas train --nproc) repeats
         configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
         if configurable is not None:
             args.resolved_settings = resolved_settings(configurable, args)

@@ -58,6 +58,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ablation-budgets", default=",".join(f"{b:g}" for b in defaults.ablation_budgets),
                         help="FLOPs budgets of the ablation as multiples of the base's (default %(default)s)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--device", help="where the grid points train: auto (CUDA when there is a GPU), cpu, "
+                                         "cuda, cuda:N or mps (default auto)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--study", help="run folder name under --runs (default: the base's study folder,"
                                         " or scale-<base>)")
@@ -114,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         storage=args.storage, coefficients=_coefficients(args), published=args.published,
         budgets=parse_flops_list(args.budgets) if args.budgets else None, progress=sys.stderr.isatty(),
+        device=args.device,
     )
     folder = run_folder(args.base, args.study, args.runs)
     try:

@@ -62,6 +62,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int,
                         help="torch threads per worker (default: torch's choice, or cores / workers); "
                              "1 is fastest on a machine busy with other jobs")
+    parser.add_argument("--device", default=defaults.device,
+                        help="where candidates train: auto (CUDA when there is a GPU), cpu, cuda, cuda:N or mps; "
+                             "with --workers, one worker per visible GPU (default: %(default)s)")
     parser.add_argument("--enqueue", action="append", default=[], metavar="MODEL",
                         help="evaluate this model first (b0, a spec .json ...); repeatable")
     parser.add_argument("--runs-dir", default=defaults.runs_dir, help="folder of run folders (default: %(default)s)")
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         target_flops=parse_flops(args.target_flops), reward_weight=args.reward_weight,
         hard_reward=args.hard_reward, flops_window=parse_window(args.flops_window), hard_cap=args.hard_cap,
         n_trials=args.n_trials, sampler=args.sampler, population=args.population,
-        seed=args.seed, storage=args.storage, workers=args.workers, threads=args.threads,
+        seed=args.seed, storage=args.storage, workers=args.workers, threads=args.threads, device=args.device,
         enqueue=tuple(args.enqueue), runs_dir=args.runs_dir,
     )
     # Only what was given: the rest keeps SearchConfig's defaults, which depend on the strategy.

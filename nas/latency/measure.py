@@ -8,6 +8,7 @@ The torch backends run on any torch device (`resolve_device`: cpu, cuda, cuda:N)
 """
 
 import contextlib
+import functools
 import statistics
 import tempfile
 import time
@@ -21,6 +22,7 @@ from torch import nn
 from nas.arch.spec import Spec
 from nas.errors import NasError
 from nas.model.builder import build_model
+from nas.model.device import resolve_device, synchronize
 from nas.model.inference import export_inference_program, fold_batchnorm
 from nas.model.onnx import export_onnx, onnx_session, run_onnx
 
@@ -58,64 +60,42 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def resolve_device(name: str | torch.device = "cpu") -> torch.device:
-    """'cpu', 'cuda' or 'cuda:N' as a torch device; NasError when this machine has no such device."""
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise NasError(f"unknown device {str(name)!r}: expected cpu, cuda or cuda:N") from None
-    if device.type not in ("cpu", "cuda"):
-        raise NasError(f"device {str(name)!r} is not supported for latency: expected cpu, cuda or cuda:N")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise NasError(f"device {str(name)!r}: CUDA is not available on this machine "
-                           f"(torch {torch.__version__}, {torch.cuda.device_count()} GPU(s) visible)")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise NasError(f"device {str(name)!r}: only {torch.cuda.device_count()} GPU(s) visible")
-    return device
-
-
-def synchronizer(device: torch.device) -> Callable[[], None]:
-    """What waits for the device's queued work: a CUDA call returns before its kernels finish."""
-    if device.type == "cuda":
-        return lambda: torch.cuda.synchronize(device)
-    return lambda: None
-
-
 def time_calls(call: Callable[[], object], runs: int, warmup: int,
-               sync: Callable[[], None] = lambda: None) -> tuple[float, ...]:
-    """Call `call` `warmup` times untimed, then `runs` times, returning each timed call's seconds
-    (each ended by `sync`, so asynchronous devices are timed to completion)."""
+               wait: Callable[[], None] = lambda: None) -> tuple[float, ...]:
+    """Call `call` `warmup` times untimed, then `runs` times, returning each timed call's seconds.
+
+    `wait` returns when the call's work is done (a GPU runs it asynchronously: nas.model.device.synchronize).
+    """
     for _ in range(warmup):
         call()
-    sync()
+    wait()
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         call()
-        sync()
+        wait()
         times.append(time.perf_counter() - start)
     return tuple(times)
 
 
 def time_interleaved(calls: Sequence[Callable[[], object]], *, runs: int, warmup: int, rounds: int,
-                     sync: Callable[[], None] = lambda: None) -> list[tuple[float, ...]]:
+                     wait: Callable[[], None] = lambda: None) -> list[tuple[float, ...]]:
     """Each call's `runs` timed seconds (after `warmup` untimed calls), split over `rounds` rounds that each
     visit every call in turn, under torch.inference_mode."""
     times: list[list[float]] = [[] for _ in calls]
     with torch.inference_mode():
         for call in calls:
-            time_calls(call, 0, warmup, sync)
+            time_calls(call, 0, warmup, wait)
         for index in range(rounds):
             share = runs // rounds + (1 if index < runs % rounds else 0)
             for i, call in enumerate(calls):
-                times[i] += time_calls(call, share, 0, sync)
+                times[i] += time_calls(call, share, 0, wait)
     return [tuple(t) for t in times]
 
 
 def measure_model(model: nn.Module, input_shape: tuple[int, int, int], *, backend: str = "eager",
                   threads: int = 1, batch: int = 1, runs: int = 20, warmup: int = 5, seed: int = 0,
-                  device: str | torch.device = "cpu", channels_last_input: bool = False) -> Latency:
+                  device: str | torch.device | None = "cpu", channels_last_input: bool = False) -> Latency:
     """Latency of `model` on inputs of shape (batch, *input_shape) with the given backend."""
     return compare_backends(model, input_shape, (backend,), threads=threads, batch=batch, runs=runs, warmup=warmup,
                             seed=seed, rounds=1, device=device, channels_last_input=channels_last_input)[backend]
@@ -123,9 +103,10 @@ def measure_model(model: nn.Module, input_shape: tuple[int, int, int], *, backen
 
 def compare_backends(model: nn.Module, input_shape: tuple[int, int, int], backends: Sequence[str] | None = None, *,
                      threads: int = 1, batch: int = 1, runs: int = 20, warmup: int = 5, seed: int = 0,
-                     rounds: int = 4, device: str | torch.device = "cpu",
+                     rounds: int = 4, device: str | torch.device | None = "cpu",
                      channels_last_input: bool = False) -> dict[str, Latency]:
-    """Latency of `model` on several backends, timed in interleaved rounds.
+    """Latency of `model` on several backends, timed in interleaved rounds, on `device` (the paper's CPU by
+    default; nas.model.device names the others).
 
     Each backend gets `runs` timed calls split over `rounds` rounds that alternate between backends, so a
     change in machine load during the measurement hits every backend alike and their ratios stay fair.
@@ -140,20 +121,20 @@ def compare_backends(model: nn.Module, input_shape: tuple[int, int, int], backen
         raise NasError("threads, batch, runs and rounds must be at least 1 and warmup at least 0")
     device = resolve_device(device)
     if device.type != "cpu" and "onnxruntime" in backends:
-        raise NasError(f"the onnxruntime backend runs on the CPU only, not on {device}")
+        raise NasError(f"the onnxruntime backend runs on the CPU here; time eager or folded on {device}")
     x = torch.randn((batch, *input_shape), generator=torch.Generator().manual_seed(seed)).to(device)
     if channels_last_input:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch_threads(threads):
         forwards = {backend: BACKEND_FORMS[backend](model.eval().to(device), threads, x) for backend in backends}
         timed = time_interleaved([lambda forward=forward: forward(x) for forward in forwards.values()], runs=runs,
-                                 warmup=warmup, rounds=rounds, sync=synchronizer(device))
+                                 warmup=warmup, rounds=rounds, wait=functools.partial(synchronize, device))
     times = dict(zip(forwards, timed))
     return {backend: Latency(backend, threads, batch, tuple(times[backend])) for backend in backends}
 
 
 def measure_latency(spec: Spec, *, backend: str = "eager", threads: int = 1, batch: int = 1, runs: int = 20,
-                    warmup: int = 5, seed: int = 0, device: str | torch.device = "cpu") -> Latency:
+                    warmup: int = 5, seed: int = 0, device: str | torch.device | None = "cpu") -> Latency:
     """Latency of the network a spec describes, on inputs at the spec's resolution and channel count."""
     torch.manual_seed(seed)
     return measure_model(build_model(spec), (spec.in_channels, spec.resolution, spec.resolution), backend=backend,

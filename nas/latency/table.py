@@ -26,7 +26,8 @@ from nas._common.atomic import write_text_atomic
 from nas._common.jsonfile import read_json
 from nas._common.runfiles import LATENCY_TABLE_FILE, RUNS_DIR
 from nas.errors import NasError
-from nas.latency.measure import measure_model, resolve_device
+from nas.latency.measure import measure_model
+from nas.model.device import resolve_device
 from nas.arch.space import SearchSpace, load_space
 from nas.arch.spec import Spec
 from nas.latency.parts import Part, space_parts, unique_parts

@@ -7,6 +7,8 @@ channels_last (NHWC in memory) tensors, the layout the CPU convolution kernels a
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -35,6 +37,8 @@ def crop_flip(images: torch.Tensor, padding: int, generator: torch.Generator, fl
     """
     n, _, h, w = images.shape
     padded = F.pad(images, (padding, padding, padding, padding)).permute(0, 2, 3, 1)  # NHWC view
+    # The draws come from the (CPU) generator whatever the images' device, so a seed means the same crops
+    # on every device; the index tensors then move to the images (a no-op on the CPU).
     dy = torch.randint(0, 2 * padding + 1, (n, 1), generator=generator)
     dx = torch.randint(0, 2 * padding + 1, (n, 1), generator=generator)
     rows = dy + torch.arange(h)
@@ -44,13 +48,42 @@ def crop_flip(images: torch.Tensor, padding: int, generator: torch.Generator, fl
         cols = torch.where(mirrored, w - 1 - cols, cols)
     cols = dx + cols
     batch = torch.arange(n)[:, None, None]
-    return padded[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    device = images.device
+    return padded[batch.to(device), rows[:, :, None].to(device), cols[:, None, :].to(device)].permute(0, 3, 1, 2)
+
+
+class ChannelMoments:
+    """Per-channel histograms of uint8 pixel values, added batch by batch: exact statistics over a whole data
+    set with no float copy of it (a histogram is 256 counts per channel)."""
+
+    def __init__(self) -> None:
+        self.histograms: torch.Tensor | None = None  # (C, 256) int64
+
+    def add(self, images: torch.Tensor) -> None:
+        """Add a batch of uint8 images (N, C, H, W)."""
+        counts = torch.stack([torch.bincount(images[:, c].reshape(-1), minlength=256)
+                              for c in range(images.shape[1])])
+        self.histograms = counts if self.histograms is None else self.histograms + counts
+
+    def mean_std(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean and (unbiased) standard deviation in pixel units, the deviation at least 1."""
+        if self.histograms is None or int(self.histograms[0].sum()) < 2:
+            raise ValueError("channel statistics need at least two pixels")
+        means, stds = [], []
+        for counts in self.histograms.tolist():  # Python integers: the sums below are exact
+            n = sum(counts)
+            total = sum(value * count for value, count in enumerate(counts))
+            squares = sum(value * value * count for value, count in enumerate(counts))
+            means.append(total / n)
+            stds.append(math.sqrt((squares * n - total * total) / (n * (n - 1))))
+        return torch.tensor(means).float(), torch.tensor(stds).clamp_min(1.0).float()
 
 
 def channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and standard deviation of uint8 images, in pixel units (0..255)."""
-    flat = images.transpose(0, 1).reshape(images.shape[1], -1).double()
-    return flat.mean(dim=1).float(), flat.std(dim=1).clamp_min(1.0).float()
+    moments = ChannelMoments()
+    moments.add(images)
+    return moments.mean_std()
 
 
 def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

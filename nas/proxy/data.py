@@ -11,7 +11,10 @@ Sources understood by `load_dataset`:
   DIR/cifar-100-python).
 - ``folder:DIR`` -- an ImageNet-style folder: DIR/<class>/<image>. If DIR holds ``train/`` (and ``val/`` or
   ``test/``) sub-folders, those are used as the training and test sets; otherwise there is no test set.
-  Images are converted to RGB and resized (shorter side, then centre crop) to ``image_size`` pixels.
+  Images are converted to RGB and resized (shorter side, then centre crop) to ``image_size`` pixels, the
+  resolution the run trains at. Only the files the split (and `subset`) keeps are decoded. A folder whose
+  decoded images would not fit `memory_budget` bytes is not decoded here: `load_dataset` returns a
+  `StreamingData` (nas.proxy.stream) that the trainer reads batch by batch with DataLoader workers.
 
 The validation split is carved from the training set (the search never looks at the test set).
 `dataset_class_names` names a source's labels where the data set has names (an export's config.json).
@@ -20,6 +23,7 @@ The validation split is carved from the training set (the search never looks at 
 from __future__ import annotations
 
 import gzip
+import os
 import pickle
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,12 +31,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nas._common.images import read_square_image
+from nas._common.parse import parse_bytes
 from nas.errors import NasError
+from nas.proxy.folder import (
+    FOLDER_CHANNELS,
+    check_corrupt_policy,
+    decode_all,
+    list_folder,
+)
+from nas.proxy.split import limited_sizes, split_indices
+from nas.proxy.stream import StreamingData
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_HINT = "install it with `apt-get install -y dataset-fashion-mnist`"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+DEFAULT_FOLDER_SIZE = 64  # pixels a folder is decoded at when the caller names no resolution
+# Bytes of decoded images a folder data set may take in memory; above it the run streams from disk.
+# `NAS_MEMORY_BUDGET` (e.g. 8G) changes the default for every command.
+DEFAULT_MEMORY_BUDGET = 2 * 2**30
+MEMORY_BUDGET_ENV = "NAS_MEMORY_BUDGET"
 
 
 @dataclass(frozen=True)
@@ -60,33 +76,46 @@ class ProxyData:
 
         The split is already shuffled, so a prefix is a seeded random subset.
         """
-        pool = len(self.train_y) + len(self.val_y)
-        if subset >= pool:
+        n_train, n_val = limited_sizes(len(self.train_y), len(self.val_y), subset, self.val_fraction)
+        if (n_train, n_val) == (len(self.train_y), len(self.val_y)):
             return self
-        n_val = max(1, round(subset * self.val_fraction))
-        n_train = max(1, subset - n_val)
         return replace(self, train_x=self.train_x[:n_train], train_y=self.train_y[:n_train],
                        val_x=self.val_x[:n_val], val_y=self.val_y[:n_val])
 
 
+def default_memory_budget() -> int:
+    """The memory budget for decoded folder images: `NAS_MEMORY_BUDGET` if set (e.g. 8G), else 2 GiB."""
+    text = os.environ.get(MEMORY_BUDGET_ENV)
+    return DEFAULT_MEMORY_BUDGET if not text else parse_bytes(text, MEMORY_BUDGET_ENV)
+
+
 def load_dataset(source: str, *, val_fraction: float = 0.1, subset: int | None = None, seed: int = 0,
-                 image_size: int = 64) -> ProxyData:
+                 image_size: int | None = None, memory_budget: int | None = None,
+                 corrupt: str = "fail") -> ProxyData | StreamingData:
     """Load `source` (see the module docstring) and split a seeded validation set off its training set.
 
     `subset` caps the number of training-pool images used (train + validation together), drawn with `seed`.
-    `image_size` only applies to ``folder:`` sources, whose images differ in size.
+    The other settings apply to ``folder:`` sources only: `image_size` is the size images are decoded at
+    (default 64; pass the run's resolution), `memory_budget` the bytes of decoded images held in memory
+    (default `default_memory_budget()`; a larger folder comes back as a `StreamingData`), and `corrupt`
+    what an undecodable image does: 'fail' (a NasError naming it) or 'skip' (left out, counted in the log).
     """
     if not 0.0 < val_fraction < 1.0:
         raise NasError(f"val_fraction must be in (0, 1), got {val_fraction}")
     if subset is not None and subset < 2:
         raise NasError(f"subset must be at least 2 images, got {subset}")
+    check_corrupt_policy(corrupt)
     kind, _, location = source.partition(":")
-    if kind not in DATA_SOURCES:
+    if kind not in DATA_SOURCES and kind != "folder":
         raise NasError(f"unknown data source {source!r}; use fashion-mnist, idx:DIR, cifar10:DIR, "
                        "cifar100:DIR or folder:DIR")
     if kind not in OPTIONAL_DIRECTORY and not location:
         raise NasError(f"data source {source!r} needs a directory, e.g. {kind}:/path/to/data")
-    train_x, train_y, test_x, test_y, num_classes = DATA_SOURCES[kind](location, image_size)
+    if kind == "folder":
+        budget = default_memory_budget() if memory_budget is None else memory_budget
+        return _load_folder(Path(location), image_size or DEFAULT_FOLDER_SIZE, budget, corrupt,
+                            val_fraction=val_fraction, subset=subset, seed=seed)
+    train_x, train_y, test_x, test_y, num_classes = DATA_SOURCES[kind](location)
     return split_train_val(kind, train_x, train_y, test_x, test_y, num_classes,
                            val_fraction=val_fraction, subset=subset, seed=seed)
 
@@ -95,14 +124,7 @@ def split_train_val(name: str, train_x: torch.Tensor, train_y: torch.Tensor, tes
                     test_y: torch.Tensor | None, num_classes: int, *, val_fraction: float,
                     subset: int | None, seed: int) -> ProxyData:
     """Shuffle the training pool with `seed`, cap it at `subset`, and carve off `val_fraction` as validation."""
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(train_y), generator=generator)
-    if subset is not None:
-        order = order[:subset]
-    n_val = max(1, round(len(order) * val_fraction))
-    if n_val >= len(order):
-        raise NasError(f"{name}: {len(order)} training images are too few to split off a validation set")
-    val_idx, train_idx = order[:n_val], order[n_val:]
+    train_idx, val_idx = split_indices(name, len(train_y), val_fraction=val_fraction, subset=subset, seed=seed)
     return ProxyData(name=name, train_x=train_x[train_idx], train_y=train_y[train_idx],
                      val_x=train_x[val_idx], val_y=train_y[val_idx], test_x=test_x, test_y=test_y,
                      num_classes=num_classes, in_channels=int(train_x.shape[1]), val_fraction=val_fraction)
@@ -201,45 +223,43 @@ def _load_cifar(directory: Path, num_classes: int):
 
 # --- ImageNet-style folder --------------------------------------------------------------------------------
 
-def _load_folder(directory: Path, image_size: int):
-    if not directory.is_dir():
-        raise NasError(f"image folder {directory} does not exist")
-    test_dir = next((directory / n for n in ("val", "test") if (directory / n).is_dir()), None)
-    train_dir, classes = _folder_classes(directory)
-    train_x, train_y = _read_class_folders(train_dir, classes, image_size)
+def _load_folder(directory: Path, size: int, memory_budget: int, corrupt: str, *, val_fraction: float,
+                 subset: int | None, seed: int) -> ProxyData | StreamingData:
+    """Split the folder's file list, then decode the kept files at `size` if they fit `memory_budget`;
+    otherwise describe them for streaming."""
+    files = list_folder(directory)
+    paths, labels = files.train
+    train_idx, val_idx = split_indices("folder", len(paths), val_fraction=val_fraction, subset=subset, seed=seed)
+    test_count = len(files.test[0]) if files.test is not None else 0
+    decoded_bytes = (len(train_idx) + len(val_idx) + test_count) * FOLDER_CHANNELS * size * size
+    if decoded_bytes > memory_budget:
+        return StreamingData(name="folder", train=_pick(paths, labels, train_idx.tolist()),
+                             val=_pick(paths, labels, val_idx.tolist()),
+                             test=None if files.test is None else _pick(*files.test, range(test_count)),
+                             num_classes=len(files.classes), val_fraction=val_fraction, corrupt=corrupt)
+    train_x, train_y = _decode(paths, labels, train_idx.tolist(), size, corrupt)
+    val_x, val_y = _decode(paths, labels, val_idx.tolist(), size, corrupt)
     test_x = test_y = None
-    if test_dir is not None and train_dir != directory:
-        test_x, test_y = _read_class_folders(test_dir, classes, image_size)
-    return train_x, train_y, test_x, test_y, len(classes)
+    if files.test is not None:
+        test_x, test_y = _decode(*files.test, range(test_count), size, corrupt)
+    if len(train_y) < 1 or len(val_y) < 1:
+        raise NasError(f"{directory}: too few decodable images to split off a validation set")
+    return ProxyData(name="folder", train_x=train_x, train_y=train_y, val_x=val_x, val_y=val_y, test_x=test_x,
+                     test_y=test_y, num_classes=len(files.classes), in_channels=FOLDER_CHANNELS,
+                     val_fraction=val_fraction)
 
 
-def _folder_classes(directory: Path) -> tuple[Path, list[str]]:
-    """The training folder (DIR/train or DIR) and its class sub-folders' names, sorted: label i is the i-th."""
-    train_dir = directory / "train" if (directory / "train").is_dir() else directory
-    classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
-    if not classes:
-        raise NasError(f"image folder {train_dir} has no class sub-folders (expected {train_dir}/<class>/<image>)")
-    return train_dir, classes
+def _pick(paths: tuple[str, ...], labels: tuple[int, ...], index) -> tuple[tuple[str, ...], torch.Tensor]:
+    """The files at positions `index` and their labels (int64), for streaming."""
+    return tuple(paths[i] for i in index), torch.tensor([labels[i] for i in index], dtype=torch.int64)
 
 
-def _read_class_folders(root: Path, classes: list[str], image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    images, labels = [], []
-    for label, name in enumerate(classes):
-        folder = root / name
-        if not folder.is_dir():
-            raise NasError(f"{root}: class folder {name!r} is missing (the training set has it)")
-        for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
-            images.append(_read_image(path, image_size))
-            labels.append(label)
-    if not images:
-        raise NasError(f"{root}: no image files ({', '.join(IMAGE_SUFFIXES)}) in the class folders")
-    stacked = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
-    return stacked, torch.tensor(labels, dtype=torch.int64)
-
-
-def _read_image(path: Path, size: int) -> np.ndarray:
-    """Decode one image to RGB, resize its shorter side to `size` and centre-crop it square."""
-    return read_square_image(path, size, "RGB")
+def _decode(paths: tuple[str, ...], labels: tuple[int, ...], index, size: int, corrupt: str
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images at positions `index` decoded at `size` as N x 3 x size x size uint8, with their labels."""
+    images, kept_labels, _ = decode_all(tuple(paths[i] for i in index), tuple(labels[i] for i in index),
+                                        size, corrupt)
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(kept_labels)
 
 
 # --- class names -------------------------------------------------------------------------------------------
@@ -255,7 +275,7 @@ def dataset_class_names(source: str) -> tuple[str, ...] | None:
     if kind == "fashion-mnist":
         return FASHION_MNIST_CLASSES
     if kind == "folder":
-        return tuple(_folder_classes(Path(location))[1])
+        return list_folder(Path(location)).classes
     if kind in ("cifar10", "cifar100"):
         return _cifar_class_names(Path(location), kind == "cifar10")
     return None
@@ -275,13 +295,13 @@ def _cifar_class_names(directory: Path, ten: bool) -> tuple[str, ...] | None:
         return None
 
 
-# Each source kind: (directory given after the colon, image size for sources of mixed sizes) -> the raw arrays
-# (train images, train labels, test images or None, test labels or None, class count).
+# Each source kind of fixed-size images: (directory given after the colon) -> the raw arrays (train images,
+# train labels, test images or None, test labels or None, class count). `folder:` has its own path
+# (`_load_folder`): its images are decoded at the run's size, in memory or streamed.
 DATA_SOURCES = {
-    "fashion-mnist": lambda d, size: _load_idx_dir(Path(d) if d else FASHION_MNIST_DIR, FASHION_MNIST_HINT),
-    "idx": lambda d, size: _load_idx_dir(Path(d), "put the four MNIST-style IDX files there"),
-    "cifar10": lambda d, size: _load_cifar(Path(d), 10),
-    "cifar100": lambda d, size: _load_cifar(Path(d), 100),
-    "folder": lambda d, size: _load_folder(Path(d), size),
+    "fashion-mnist": lambda d: _load_idx_dir(Path(d) if d else FASHION_MNIST_DIR, FASHION_MNIST_HINT),
+    "idx": lambda d: _load_idx_dir(Path(d), "put the four MNIST-style IDX files there"),
+    "cifar10": lambda d: _load_cifar(Path(d), 10),
+    "cifar100": lambda d: _load_cifar(Path(d), 100),
 }
 OPTIONAL_DIRECTORY = ("fashion-mnist",)  # kinds with a default directory

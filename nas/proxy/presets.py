@@ -1,5 +1,11 @@
 """Proxy presets: the length and recipe of one proxy training run, by name.
 
+A preset's length is the number of training images it shows the network (`images`: optimizer steps times the
+global batch), not a number of epochs, so that a data set of a few thousand images gets as many optimizer
+steps as the Fashion-MNIST subset the presets were tuned on, and a data set of a million images is not read
+ten times over. The shipped sizes are those epochs of Fashion-MNIST exactly (the same optimizer steps there).
+`epochs` sizes a run in passes over the data instead (`--epochs`, or `with_changes(epochs=...)`).
+
 The recipe is the EfficientNet reference's, compressed to the run's length, with three proxy-specific
 departures (a quarter of the reference's learning rate, fan-in initialisation, a faster BN momentum), each
 chosen because the reference's value barely trains in a few hundred steps; `bench/bench_proxy_recipe.py`
@@ -19,9 +25,10 @@ class ProxyPreset:
     """Length and recipe of one proxy training run."""
 
     name: str
-    epochs: int
-    batch_size: int
+    batch_size: int  # per process: a distributed run's global batch is batch_size x processes
     resolution: int
+    images: int | None = None  # training images seen (steps x global batch); exactly one of images, epochs
+    epochs: int | None = None  # passes over the training images, instead of `images`
     subset: int | None = None  # images of the train+val pool; None = all
     lr_per_256: float = 0.004  # a quarter of the reference's 0.016 per 256 images (see the module docstring)
     weight_decay: float = 1e-5
@@ -40,35 +47,73 @@ class ProxyPreset:
     # Weight init (nas.model.builder.INIT_SCHEMES). The reference's He-normal on fan-out makes weights ~5x larger
     # under BN, i.e. a ~5x smaller effective step: right for 350 epochs, far too slow for a proxy.
     init: str = "fan_in"
+    # Training images the EMA network's BatchNorm statistics are recomputed on before every evaluation (0: off).
+    # Running averages lag weights that move fast: a short or deep run at a high learning rate otherwise
+    # evaluates near chance in eval mode while its train-mode accuracy is far above it.
+    bn_calibration: int = 1024
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "resolution", "eval_batch_size"):
-            if getattr(self, name) < 1:
+        if (self.images is None) == (self.epochs is None):
+            raise NasError(f"preset {self.name!r}: give its length as images or as epochs (exactly one), "
+                           f"got images={self.images} epochs={self.epochs}")
+        if self.bn_calibration < 0:
+            raise NasError(f"preset {self.name!r}: bn_calibration must be 0 (off) or more images")
+        for name in ("images", "epochs", "batch_size", "resolution", "eval_batch_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise NasError(f"preset {self.name!r}: {name} must be at least 1, got {getattr(self, name)}")
         if self.subset is not None and self.subset < 2:
             raise NasError(f"preset {self.name!r}: subset must be at least 2 images, got {self.subset}")
+        if not self.lr_per_256 > 0:
+            raise NasError(f"preset {self.name!r}: lr_per_256 must be positive, got {self.lr_per_256}")
         check_rand_augment(self.randaugment_ops, self.randaugment_magnitude)
         if self.resolution < 8:
             raise NasError(f"preset {self.name!r}: resolution must be at least 8 pixels, got {self.resolution}")
 
     def with_changes(self, **changes) -> ProxyPreset:
-        """A copy with the given fields changed (None values are ignored), validated."""
+        """A copy with the given fields changed (None values are ignored), validated.
+
+        The length is one setting: giving `epochs` drops `images` and giving `images` drops `epochs`.
+        """
         known = {f.name for f in fields(self)}
         unknown = set(changes) - known
         if unknown:
             raise NasError(f"unknown preset field(s): {', '.join(sorted(unknown))}")
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if "epochs" in changes and "images" in changes:
+            raise NasError("a preset's length is images or epochs, not both")
+        if "epochs" in changes:
+            changes["images"] = None
+        elif "images" in changes:
+            changes["epochs"] = None
+        return replace(self, **changes)
+
+    def total_steps(self, steps_per_epoch: int, global_batch: int) -> int:
+        """Optimizer steps of a run whose epoch is `steps_per_epoch` steps of `global_batch` images (at least 1)."""
+        if self.epochs is not None:
+            return self.epochs * steps_per_epoch
+        return max(1, self.images // global_batch)
+
+    @property
+    def length(self) -> str:
+        """The run's length in words, e.g. '35,840 images' or '3 epochs'."""
+        return f"{self.epochs} epochs" if self.epochs is not None else f"{self.images:,} images"
 
 
+# Each length is so many epochs of Fashion-MNIST's training pool (60,000 or the subset, less the 10%
+# validation split) in whole batches, i.e. the steps these presets had when they were sized in epochs.
 PRESETS: dict[str, ProxyPreset] = {
-    # A few seconds on 2 cores with a small net; for tests.
-    "tiny": ProxyPreset("tiny", epochs=2, batch_size=32, resolution=16, subset=320),
-    # One search trial of a B0-size network: 36,000 training images at 32 px.
-    "search": ProxyPreset("search", epochs=4, batch_size=128, resolution=32, subset=10000),
-    # One compound-scaling grid point (the caller multiplies the resolution by gamma).
-    "scale": ProxyPreset("scale", epochs=5, batch_size=128, resolution=32, subset=20000),
-    # Full training: B0 above 90% Fashion-MNIST test top-1 (`nas train b0` prints it).
-    "full": ProxyPreset("full", epochs=15, batch_size=128, resolution=32),
+    # A few seconds on 2 cores with a small net; for tests: 18 steps (2 epochs of 288 images at batch 32).
+    "tiny": ProxyPreset("tiny", images=576, batch_size=32, resolution=16, subset=320),
+    # One search trial of a B0-size network at 32 px: 280 steps (4 epochs of 9,000 images).
+    "search": ProxyPreset("search", images=35_840, batch_size=128, resolution=32, subset=10000),
+    # One compound-scaling grid point (the caller multiplies the resolution by gamma): 700 steps (5 x 18,000).
+    "scale": ProxyPreset("scale", images=89_600, batch_size=128, resolution=32, subset=20000),
+    # Full training, B0 above 90% Fashion-MNIST test top-1 (`nas train b0` prints it): 6,315 steps
+    # (15 epochs of 54,000 images). On a large data set of your own, size it with --epochs.
+    "full": ProxyPreset("full", images=808_320, batch_size=128, resolution=32),
+    # Fine-tuning trained weights on a new data set (`nas train --init-from`): the length of a search trial
+    # at a tenth of the learning rate, so the transferred features are adjusted rather than overwritten.
+    "finetune": ProxyPreset("finetune", images=35_840, batch_size=128, resolution=32, lr_per_256=0.0004),
 }
 
 

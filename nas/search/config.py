@@ -59,6 +59,7 @@ class SearchConfig:
     storage: str | None = None
     workers: int = 1
     threads: int | None = None  # torch threads per worker; None: torch's choice (one worker) or cores / workers
+    device: str = "auto"  # where candidates train (nas.model.device); with several workers, one per visible GPU
     runs_dir: str = RUNS_DIR
     heartbeat_s: float = 10.0
     grace_s: float = 60.0

@@ -31,15 +31,17 @@ SUPERNET_FOLDER = "supernet"  # inside the run folder, unless the settings name 
 def proxy_evaluator(config: SearchConfig) -> Evaluate:
     """The shipped stand-alone accuracy source: train the candidate on the proxy task, return its validation
     accuracy (`config.proxy` preset, `config.seed` for the data split and the training)."""
+    from nas.model.device import resolve_device
     from nas.proxy.data import load_dataset
     from nas.proxy.presets import get_preset
     from nas.proxy.trainer import train
 
     preset = get_preset(config.proxy)
-    data = load_dataset(config.data, subset=preset.subset, seed=config.seed)
+    device = resolve_device(config.device)  # a missing GPU fails here, before the study, like missing data
+    data = load_dataset(config.data, subset=preset.subset, seed=config.seed, image_size=preset.resolution)
 
     def evaluate(spec: Spec, on_epoch: Callable[[Any], None]) -> float:
-        return train(spec, data, preset, seed=config.seed, on_epoch=on_epoch).val_acc
+        return train(spec, data, preset, seed=config.seed, on_epoch=on_epoch, device=device).val_acc
 
     return evaluate
 
@@ -79,7 +81,7 @@ def supernet_estimator(config: SearchConfig, evaluate: Evaluate | None = None) -
     data = load_dataset(config.data, seed=run.identity["seed"])  # the supernet's own split: it never trained on its val
     if run.preset.subset is not None:
         data = data.limit(run.preset.subset)
-    scorer = SupernetScorer(run.supernet, data, run.preset.resolution, seed=config.seed)
+    scorer = SupernetScorer(run.supernet, data, run.preset.resolution, seed=config.seed, device=config.device)
 
     def estimate(spec: Spec, record: Record) -> float:
         score = scorer.score(spec)

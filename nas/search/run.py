@@ -24,7 +24,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -189,7 +189,8 @@ def prepare_supernet(config: SearchConfig, space: SearchSpace, quiet: bool = Fal
                      f"{figures['images_per_s']:.0f} img/s, {figures['seconds']:.0f} s")
 
     trained = train_supernet(space, data, preset, window=config.window_flops, seed=config.seed, folder=folder,
-                             on_log=on_log, data_source=config.data, log_every=max(1, preset.steps // 10))
+                             on_log=on_log, data_source=config.data, log_every=max(1, preset.steps // 10),
+                             device=config.device)
     return {"folder": str(folder), "steps": trained.steps_done, "seconds": trained.seconds}
 
 
@@ -253,10 +254,14 @@ def _run_phase(config: SearchConfig, phase: str, evaluate: Evaluate | None, quie
         return
     if evaluate is not None:
         raise NasError("a custom accuracy source runs with one worker only")
+    from nas.model.device import worker_devices
+
     threads = config.threads or max(1, (os.cpu_count() or 1) // config.workers)
+    devices = worker_devices(config.device, config.workers)  # one worker per visible GPU, round-robin
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_worker_main, args=(config, phase, i, threads, tool_log_level()),
-                               name=f"nas-worker-{i}") for i in range(config.workers)]
+    workers = [context.Process(target=_worker_main, name=f"nas-worker-{i}",
+                               args=(replace(config, device=devices[i]), phase, i, threads, tool_log_level()))
+               for i in range(config.workers)]
     for worker in workers:
         worker.start()
     for worker in workers:

@@ -83,7 +83,7 @@ class ElasticBatchNorm(nn.Module):
         """The state dict of an `nn.BatchNorm2d(channels)` cut from these weights."""
         return {"weight": self.weight[:channels], "bias": self.bias[:channels],
                 "running_mean": self.running_mean[:channels], "running_var": self.running_var[:channels],
-                "num_batches_tracked": torch.tensor(0)}
+                "num_batches_tracked": torch.tensor(0, device=self.weight.device)}
 
 
 def _centre(weight: torch.Tensor, kernel: int) -> torch.Tensor:

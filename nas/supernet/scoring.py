@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from nas.arch.spec import Spec
 from nas.model.batchnorm import recalibrate_batchnorm
 from nas.model.builder import EfficientNet, model_from_state, skip_unreachable_taps
+from nas.model.device import resolve_device
 from nas.model.inference import fold_batchnorm
 from nas.proxy.augment import channel_stats, normalize, resize_images
 from nas.proxy.data import ProxyData
@@ -47,25 +48,28 @@ class SupernetScorer:
     """Scores specs of the supernet's space on `data` at `resolution` (the supernet's training resolution)."""
 
     def __init__(self, supernet: Supernet, data: ProxyData, resolution: int,
-                 settings: ScoringSettings | None = None, seed: int = 0) -> None:
-        self.supernet, self.resolution = supernet.eval(), resolution
+                 settings: ScoringSettings | None = None, seed: int = 0,
+                 device: str | torch.device | None = "cpu") -> None:
+        self.device = resolve_device(device)
+        self.supernet, self.resolution = supernet.eval().to(self.device), resolution
         self.settings = settings or ScoringSettings()
         train_x = resize_images(data.train_x, resolution)
         self.mean, self.std = channel_stats(train_x)
         order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed))
-        calibration = normalize(train_x[order[:self.settings.calibration_images]], self.mean, self.std)
+        calibration = normalize(train_x[order[:self.settings.calibration_images]], self.mean, self.std).to(self.device)
         self.calibration = calibration.split(self.settings.calibration_batch)
         val_x, self.val_y = data.val_x, data.val_y
         if self.settings.val_images is not None:
             val_x, self.val_y = val_x[:self.settings.val_images], self.val_y[:self.settings.val_images]
-        self.val_x = normalize(resize_images(val_x, resolution), self.mean, self.std)
+        self.val_x = normalize(resize_images(val_x, resolution), self.mean, self.std).to(self.device)
+        self.val_y = self.val_y.to(self.device)
 
     def network(self, spec: Spec) -> EfficientNet:
         """The ordinary network of `spec` (a deployed-shape spec of the space) with its supernet weights and
         recalibrated BatchNorm statistics, in eval mode, at the scorer's input shape."""
         fitted = self.supernet.fit(spec, self.resolution)
         model = model_from_state(fitted, self.supernet.extract(fitted))
-        model = skip_unreachable_taps(model).to(memory_format=torch.channels_last)  # the BN pass runs in train mode
+        model = skip_unreachable_taps(model).to(self.device, memory_format=torch.channels_last)  # the BN pass runs in train mode
         return recalibrate_batchnorm(model, self.calibration)
 
     @torch.no_grad()

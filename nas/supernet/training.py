@@ -32,6 +32,7 @@ from nas.arch.cost import count_flops
 from nas.arch.space import RandomChoices, SearchSpace, decode, sample
 from nas.arch.spec import Spec
 from nas.errors import NasError
+from nas.model.device import resolve_device
 from nas.proxy.augment import channel_stats, crop_flip, normalize, resize_images
 from nas.proxy.data import ProxyData
 from nas.proxy.ema import ModelEma, compressed_decay
@@ -193,19 +194,22 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def train_supernet(space: SearchSpace, data: ProxyData, preset: SupernetPreset, *, window: tuple[float, float],
                    seed: int = 0, folder: str | Path | None = None,
                    on_log: Callable[[dict[str, Any]], None] | None = None, log_every: int = 50,
-                   stop_after: int | None = None, data_source: str | None = None) -> SupernetRun:
+                   stop_after: int | None = None, data_source: str | None = None,
+                   device: str | torch.device | None = "cpu") -> SupernetRun:
     """Train (or resume from `folder`/supernet.pt) a supernet of `space` on `data` with `preset`.
 
     `window` is the FLOPs range (absolute, of the deployed network) the random sandwich members are drawn
     from. With `folder`, the checkpoint there is resumed if it matches (NasError if it was made with other
     settings) and rewritten as training goes. `stop_after` ends the run after that many steps of this call
-    (for tests of the resume); `on_log` receives a dict of figures every `log_every` steps.
+    (for tests of the resume); `on_log` receives a dict of figures every `log_every` steps. `device`
+    (nas.model.device) is where it trains; it does not define the run, so a resume may move it.
     """
     if preset.subset is not None:
         data = data.limit(preset.subset)
     identity = {**_identity(space, data, preset, window, seed), "data_source": data_source}
+    target = resolve_device(device)
     torch.manual_seed(seed)
-    supernet = Supernet(space, data.in_channels, data.num_classes)
+    supernet = Supernet(space, data.in_channels, data.num_classes).to(target)
     optimizer = RMSpropTF(_decayed_groups(supernet, preset.weight_decay), lr=0.0, rho=0.9, momentum=0.9, eps=1e-3)
     ema = ModelEma(supernet, compressed_decay(preset.steps, preset.ema_decay))
     start, seconds = 0, 0.0
@@ -226,6 +230,7 @@ def train_supernet(space: SearchSpace, data: ProxyData, preset: SupernetPreset, 
 
     train_x = resize_images(data.train_x, preset.resolution)
     mean, std = channel_stats(train_x)
+    train_x, train_y, mean, std = train_x.to(target), data.train_y.to(target), mean.to(target), std.to(target)
     batch_size = min(preset.batch_size, len(train_x))
     steps_per_epoch = len(train_x) // batch_size
     schedule = compressed_schedule(preset.lr_per_256 * batch_size / 256, preset.steps)
@@ -256,8 +261,8 @@ def train_supernet(space: SearchSpace, data: ProxyData, preset: SupernetPreset, 
         order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(_step_seed(seed, epoch, "order")))
         index = order[position * batch_size:(position + 1) * batch_size]
         generator = torch.Generator().manual_seed(_step_seed(seed, step, "augment"))
-        inputs = normalize(crop_flip(train_x[index], padding, generator, preset.flip), mean, std)
-        targets = data.train_y[index]
+        inputs = normalize(crop_flip(train_x[index.to(target)], padding, generator, preset.flip), mean, std)
+        targets = train_y[index.to(target)]
         rng = random.Random(_step_seed(seed, step, "archs"))
         members = [supernet.fit(random_spec_in_window(space, window, rng), preset.resolution)
                    for _ in range(preset.random_archs)]

@@ -9,7 +9,7 @@ import torch
 
 from nas.arch.space import load_space
 from nas.errors import NasError
-from nas.latency.measure import resolve_device
+from nas.model.device import resolve_device
 from nas.latency.parts import space_parts
 from nas.latency.table import build_latency_table, build_table, current_setup, load_table, open_table
 from tests.latency.micro_space import write_micro_space
@@ -79,9 +79,9 @@ def test_devices_resolve_or_fail_in_one_line():
     with pytest.raises(NasError, match="unknown device"):
         resolve_device("tpu")
     if not torch.cuda.is_available():
-        with pytest.raises(NasError, match="CUDA is not available"):
+        with pytest.raises(NasError, match="sees no CUDA GPU"):
             current_setup("cuda")
-        with pytest.raises(NasError, match="CUDA is not available"):
+        with pytest.raises(NasError, match="sees no CUDA GPU"):
             resolve_device("cuda:1")
 
 
@@ -89,5 +89,5 @@ def test_gpu_indices_are_checked_against_the_visible_gpus(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert resolve_device("cuda:1") == torch.device("cuda", 1)
-    with pytest.raises(NasError, match="only 2 GPU"):
+    with pytest.raises(NasError, match="has 2 visible GPU"):
         resolve_device("cuda:2")

@@ -2,13 +2,14 @@
 checkpoint behave as the search and scaling stages rely on."""
 
 import json
+import math
 from dataclasses import replace
 
 import pytest
 import torch
 
 from nas.arch.resolve import resolve_spec
-from nas.arch.spec import Spec, StageSpec, save_spec
+from nas.arch.spec import save_spec
 from nas.cli.main import main
 from nas.deploy.load import load
 from nas.errors import NasError
@@ -19,21 +20,9 @@ from nas.proxy.data import FASHION_MNIST_DIR, load_dataset, split_train_val
 from nas.proxy.presets import get_preset
 from nas.proxy.schedule import compressed_schedule
 from nas.proxy.trainer import EpochReport, TrainingDiverged, evaluate, proxy_spec, train
+from tests.proxy.folders import SMALL
 
-SMALL = Spec(stages=(StageSpec("mbconv", 1, 3, 1, 1, 8), StageSpec("mbconv", 2, 3, 2, 3, 16),
-                     StageSpec("mbconv", 1, 5, 2, 3, 24)),
-             stem_channels=8, head_channels=64, name="small")
 TINY = get_preset("tiny")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny nets gain little from a second thread, and on a shared, loaded machine two OpenMP threads that
-    spin-wait for each other ran these tests 10-20x slower than one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def synthetic_data(n=320, seed=0):
@@ -94,7 +83,8 @@ def test_callback_gets_reports_and_its_exceptions_propagate():
 def test_last_report_lr_follows_compressed_schedule():
     data = synthetic_data()
     result = train(SMALL, data, TINY)
-    steps = TINY.epochs * (len(data.train_y) // TINY.batch_size)
+    steps = TINY.images // TINY.batch_size  # the preset is sized in images seen
+    assert result.steps == steps == result.history[-1].steps
     expected = compressed_schedule(TINY.lr_per_256 * TINY.batch_size / 256, steps)(steps - 1)
     assert result.history[-1].lr == pytest.approx(expected)
 
@@ -232,3 +222,153 @@ def test_trainer_runs_its_convs_on_reachable_taps(monkeypatch):
     monkeypatch.setattr(nas.model.builder, "conv_on_reachable_taps", recording)
     train(SMALL, synthetic_data(), TINY)
     assert smallest_maps and min(smallest_maps) <= 2  # at 16 px the last stage runs on 2x2 maps, which its 5x5 kernel overhangs
+
+
+# --- presets sized in images seen ----------------------------------------------------------------
+
+
+def test_presets_keep_their_fashion_mnist_steps_and_give_a_small_data_set_as_many():
+    old_epochs = {"tiny": 2, "search": 4, "scale": 5, "full": 15}  # the presets' epochs before they were images
+    for name, epochs in old_epochs.items():
+        preset = get_preset(name)
+        pool = preset.subset or 60_000
+        steps_per_epoch = (pool - round(pool * 0.1)) // preset.batch_size
+        assert preset.total_steps(steps_per_epoch, preset.batch_size) == epochs * steps_per_epoch, name
+    # A 4,000-image folder (3,600 training images, 28 batches) gets the search preset's 280 steps, in 10 epochs.
+    assert get_preset("search").total_steps(3600 // 128, 128) == 280
+    assert get_preset("search").with_changes(epochs=4).total_steps(28, 128) == 112
+    with pytest.raises(NasError, match="images or epochs"):
+        TINY.with_changes(epochs=2, images=100)
+
+
+def test_tiny_preset_on_fashion_mnist_is_still_its_two_epochs(fashion):
+    sized = train(SMALL, fashion, TINY)
+    by_epochs = train(SMALL, fashion, TINY.with_changes(epochs=2))
+    assert [h.train_loss for h in sized.history] == [h.train_loss for h in by_epochs.history]
+    assert len(sized.history) == 2 and sized.steps == by_epochs.steps == 18
+
+
+def test_a_short_last_epoch_ends_the_run_at_the_preset_s_images():
+    data = synthetic_data()  # 256 training images: 8 batches of 32 an epoch
+    result = train(SMALL, data, TINY.with_changes(images=32 * 20))
+    assert [h.steps for h in result.history] == [8, 16, 20]
+
+
+# --- devices and precision -----------------------------------------------------------------------
+
+
+def _conv_output_dtypes(run) -> set:
+    dtypes = set()
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, _i, out: dtypes.add(out.dtype) if isinstance(module, torch.nn.Conv2d) else None)
+    try:
+        result = run()
+    finally:
+        hook.remove()
+    return dtypes, result
+
+
+@pytest.mark.parametrize("amp,dtype", [("off", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)])
+def test_amp_runs_the_convolutions_in_its_precision(amp, dtype):
+    dtypes, result = _conv_output_dtypes(lambda: train(SMALL, synthetic_data(), TINY, device="cpu", amp=amp))
+    assert dtypes == {dtype} and result.amp == amp and result.device == "cpu"
+    assert all(math.isfinite(h.train_loss) for h in result.history) and 0 <= result.val_acc <= 1
+    assert all(v.dtype in (torch.float32, torch.int64) for v in result.state_dict.values())  # weights stay fp32
+
+
+def test_cli_explicit_cpu_device_and_a_missing_gpu(tmp_path, capsys):
+    from tests.proxy.test_data import make_idx_dir
+
+    make_idx_dir(tmp_path, compress=True, n_train=200, n_test=40)
+    save_spec(SMALL, tmp_path / "small.json")
+    common = ["train", str(tmp_path / "small.json"), "--data", f"idx:{tmp_path}", "--preset", "tiny", "--epochs", "1"]
+    assert main([*common, "--device", "cpu", "--out", str(tmp_path / "run")]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (metrics["device"], metrics["amp"], metrics["processes"], metrics["data_path"]) == ("cpu", "off", 1, "memory")
+    capsys.readouterr()
+    if not torch.cuda.is_available():
+        assert main([*common, "--device", "cuda", "--out", str(tmp_path / "gpu")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "no CUDA GPU" in err and not (tmp_path / "gpu").exists()
+
+
+# --- resuming from the training state --------------------------------------------------------------
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("where", ["epoch end", "mid-epoch", "mid-epoch streamed"])
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch, where):
+    import nas.proxy.trainer
+
+    if where == "mid-epoch streamed":
+        from tests.proxy.folders import write_patch_folder
+
+        data = load_dataset(f"folder:{write_patch_folder(tmp_path / 'f', 160)}", image_size=16, memory_budget=0)
+    else:
+        data = synthetic_data()
+    preset = TINY.with_changes(epochs=3, subset=None)
+    whole = train(SMALL, data, preset, seed=4, state_path=tmp_path / "whole.safetensors", loader_workers=0)
+    state = tmp_path / "cut.safetensors"
+    if where == "epoch end":
+        def on_epoch(report):
+            raise Killed()
+        with pytest.raises(Killed):
+            train(SMALL, data, preset, seed=4, state_path=state, on_epoch=on_epoch, loader_workers=0)
+    else:
+        monkeypatch.setattr(nas.proxy.trainer, "STATE_EVERY_STEPS", 3)
+        real_save = nas.proxy.trainer._save_state
+
+        def save_then_die(run, path, identity):
+            real_save(run, path, identity)
+            if run.step % run.source.steps_per_epoch:  # a save inside an epoch: the process dies right after
+                raise Killed()
+        monkeypatch.setattr(nas.proxy.trainer, "_save_state", save_then_die)
+        with pytest.raises(Killed):
+            train(SMALL, data, preset, seed=4, state_path=state, loader_workers=0)
+        monkeypatch.setattr(nas.proxy.trainer, "_save_state", real_save)
+    resumed = train(SMALL, data, preset, seed=4, state_path=state, loader_workers=0)
+    assert resumed.resumed_at_step in ((whole.history[0].steps,) if where == "epoch end" else (3,))
+    assert [h.train_loss for h in resumed.history] == [h.train_loss for h in whole.history]
+    assert all(torch.equal(resumed.state_dict[k], v) for k, v in whole.state_dict.items())
+    again = train(SMALL, data, preset, seed=4, state_path=state, loader_workers=0)  # finished: nothing to train
+    assert again.resumed_at_step == whole.steps and again.val_acc == whole.val_acc
+    with pytest.raises(NasError, match="state of another run .*seed"):
+        train(SMALL, data, preset, seed=5, state_path=state)
+
+
+def test_compiled_network_trains_the_same_weights():
+    """torch.compile's tracing with its plain eager backend (inductor's code generation takes minutes on a
+    CPU): the compiled module trains the network's own parameters, step for step."""
+    data = synthetic_data()
+    preset = TINY.with_changes(images=32 * 4)
+    compiled, eager = train(SMALL, data, preset, compile="eager"), train(SMALL, data, preset)
+    assert [h.train_loss for h in compiled.history] == [h.train_loss for h in eager.history]
+    assert all(torch.equal(compiled.state_dict[k], v) for k, v in eager.state_dict.items())
+
+
+def test_evaluation_uses_batchnorm_statistics_recomputed_on_training_images():
+    # The returned weights' BN statistics are the exact ones of the first `bn_calibration` training images
+    # (unaugmented), computed here independently: the stem BN's input mean and (biased) variance per channel.
+    data = synthetic_data()
+    preset = TINY.with_changes(bn_calibration=100)
+    result = train(SMALL, data, preset, seed=0)
+    model = build_model(result.spec)
+    model.load_state_dict(result.state_dict)
+    stem_bn = model.stem.bn
+    mean = torch.tensor(result.mean).view(1, -1, 1, 1)
+    std = torch.tensor(result.std).view(1, -1, 1, 1)
+    images = resize_images(data.train_x[:100], result.spec.resolution).float()
+    with torch.no_grad():
+        x = model.stem.conv((images - mean) / std)  # what the stem's BN sees
+    torch.testing.assert_close(stem_bn.running_mean, x.mean((0, 2, 3)), rtol=1e-4, atol=1e-5)
+    # BatchNorm keeps the unbiased variance as its running estimate
+    torch.testing.assert_close(stem_bn.running_var, x.var((0, 2, 3), unbiased=True), rtol=1e-3, atol=1e-5)
+    off = train(SMALL, data, TINY.with_changes(bn_calibration=0), seed=0)
+    assert not torch.allclose(off.state_dict[_bn_key(off.state_dict)], result.state_dict[_bn_key(result.state_dict)])
+
+
+def _bn_key(state: dict) -> str:
+    return next(k for k in state if k.endswith("running_mean"))
