@@ -281,6 +281,9 @@ def run_search(config: SearchConfig, *, evaluate: Evaluate | None = None, quiet:
     """
     if evaluate is not None and config.strategy != "standalone":
         raise NasError("a custom accuracy source replaces stand-alone training: use the standalone strategy")
+    from nas.model.device import resolve_device
+
+    resolve_device(config.device)  # a missing GPU is one line before anything is written
     space = load_space(config.space)
     enqueued = [(text, enqueue_params(space, text)) for text in config.enqueue]
     if config.threads is not None and config.workers == 1:

@@ -29,7 +29,7 @@ def test_search_trains_its_candidates_on_the_configured_device(monkeypatch):
 
     if not FASHION_MNIST_DIR.is_dir():
         pytest.skip("dataset-fashion-mnist not installed")
-    from nas.search.run import proxy_evaluator
+    from nas.search.estimators import proxy_evaluator
     from tests.proxy.folders import SMALL
 
     seen = []
