@@ -76,8 +76,8 @@ def median_ms(gaps: list[tuple[int, float]], low: int, high: int) -> float:
 
 
 def run(args: argparse.Namespace, url: str | None, folder: Path) -> None:
-    config = SearchConfig(study="scale", runs_dir=str(folder), storage=url, n_trials=args.trials, timeout=None,
-                          sampler="random", workers=1)
+    config = SearchConfig(study="scale", strategy="standalone", runs_dir=str(folder), storage=url,
+                          n_trials=args.trials, timeout=None, sampler="random", workers=1)
     open_study(config, load_space(config.space), [])  # created once, so the workers never race to create it
     context = multiprocessing.get_context("spawn")
     outs = [folder / f"gaps{i}.json" for i in range(args.workers)]

@@ -108,7 +108,7 @@ PRESETS: dict[str, ProxyPreset] = {
     "search": ProxyPreset("search", images=35_840, batch_size=128, resolution=32, subset=10000),
     # One compound-scaling grid point (the caller multiplies the resolution by gamma): 700 steps (5 x 18,000).
     "scale": ProxyPreset("scale", images=89_600, batch_size=128, resolution=32, subset=20000),
-    # Full training, B0 above 90% Fashion-MNIST test top-1 (`nas train b0` prints it): 6,315 steps
+    # Full training (`nas train b0` prints the test top-1 it reaches): 6,315 steps
     # (15 epochs of 54,000 images). On a large data set of your own, size it with --epochs.
     "full": ProxyPreset("full", images=808_320, batch_size=128, resolution=32),
     # Fine-tuning trained weights on a new data set (`nas train --init-from`): the length of a search trial

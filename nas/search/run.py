@@ -92,7 +92,7 @@ class OutputRefresher:
     Stand-alone trials take a minute, so each gets its line. Supernet trials take a fraction of a second: a
     summary line at most every `line_every_s`. Rewriting the outputs grows with the study, so a rewrite waits
     until `cost_share` of the time since the last one covers what that one took (every trial of a stand-alone
-    search, every few seconds when thousands of short trials run); pareto.png (about 0.3 s to draw) is
+    search, every few seconds when thousands of short trials run); pareto.png (the slowest output to draw) is
     redrawn at most every `plot_every_s`, and the last write of a run always draws it."""
 
     def __init__(self, run_dir: Path, prefix: str = "", quiet: bool = False, per_trial: bool = True,

@@ -42,8 +42,9 @@ def slow_evaluate(spec, on_epoch) -> float:
 def search_config(url: str, runs_dir: str, study: str, n_trials: int) -> SearchConfig:
     # A grace longer than the outage, short enough that a trial created twice by a commit whose answer was
     # lost (an orphan nobody runs) is recovered within the test.
-    return SearchConfig(space="tiny", target_flops=60_000_000, sampler="random", storage=url, study=study,
-                        runs_dir=runs_dir, n_trials=n_trials, timeout=None, heartbeat_s=1.0, grace_s=20.0)
+    return SearchConfig(strategy="standalone", space="tiny", target_flops=60_000_000, sampler="random",
+                        storage=url, study=study, runs_dir=runs_dir, n_trials=n_trials, timeout=None,
+                        heartbeat_s=1.0, grace_s=20.0)
 
 
 def worker_main(url: str, runs_dir: str, study: str, n_trials: int) -> None:
