@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from nas._common.parse import parse_flops, parse_timeout, parse_window
+from nas._common.parse import parse_flops, parse_latency, parse_timeout, parse_window
 from nas.cli.config_file import add_config_option, save_run_settings
-from nas.search.config import SAMPLERS, STRATEGIES, STRATEGY_DEFAULTS, SearchConfig
+from nas.search.config import OBJECTIVES, SAMPLERS, STRATEGIES, STRATEGY_DEFAULTS, SearchConfig
+from nas.search.cost import LATENCY
 
 
 def _per_strategy(key: str) -> str:
@@ -17,8 +18,9 @@ def _per_strategy(key: str) -> str:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     defaults = SearchConfig()
     parser = subparsers.add_parser(
-        "search", help="search a baseline architecture toward a FLOPs target (Optuna, multi-objective)",
-        description="Search a space for the architecture with the best reward ACC x (FLOPs/T)^w. "
+        "search", help="search a baseline architecture toward a FLOPs or latency target (Optuna, multi-objective)",
+        description="Search a space for the architecture with the best reward ACC x (COST/T)^w, COST the FLOPs "
+                    "or (--objective latency) the latency a latency table predicts. "
                     "Running the same command again resumes the study; --n-trials is the study's total.")
     parser.add_argument("--strategy", default=defaults.strategy, choices=STRATEGIES,
                         help="supernet: score thousands of candidates on a weight-sharing supernet, then retrain "
@@ -37,12 +39,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--finalists", type=int, default=defaults.finalists,
                         help="supernet strategy: Pareto candidates around the target retrained stand-alone, "
                              "besides the enqueued models (default: %(default)s)")
-    parser.add_argument("--target-flops", default="400M", help="FLOPs target T, e.g. 400M (default: %(default)s)")
+    parser.add_argument("--objective", default=defaults.objective, choices=OBJECTIVES,
+                        help="the cost minimised beside accuracy and held to its target: flops, or latency as "
+                             "--latency-table predicts it (FLOPs are recorded either way) (default: %(default)s)")
+    parser.add_argument("--target-flops", default="400M",
+                        help="FLOPs target T, e.g. 400M; with --objective latency it only places the supernet's "
+                             "sandwich window (--flops-window x this) (default: %(default)s)")
+    parser.add_argument("--target-latency", metavar="TIME",
+                        help="--objective latency: the latency target T, with its unit: 20ms, 0.02s")
+    parser.add_argument("--latency-table", metavar="TABLE",
+                        help="--objective latency: the table (file or folder, built by `nas latency-table`) that "
+                             "predicts each candidate's latency; it must cover the space")
     parser.add_argument("--reward-weight", type=float, default=defaults.reward_weight,
                         help="soft reward exponent w (default: %(default)s)")
     parser.add_argument("--hard-reward", action="store_true", help="hard variant: w = 0 below T, -1 above")
     parser.add_argument("--flops-window", default="0.75,1.25",
-                        help="soft FLOPs window as multiples of T, guides the samplers (default: %(default)s)")
+                        help="soft window as multiples of T (FLOPs or latency), guides the samplers; the supernet's "
+                             "sandwich members are drawn inside it around --target-flops (default: %(default)s)")
     parser.add_argument("--hard-cap", type=float, default=defaults.hard_cap,
                         help="candidates above this multiple of T are not trained (default: %(default)s)")
     parser.add_argument("--n-trials", type=int,
@@ -76,8 +89,10 @@ def run(args: argparse.Namespace) -> int:
     given = dict(
         strategy=args.strategy, timeout=parse_timeout(args.timeout) if args.timeout else None, study=args.study,
         space=args.space, data=args.data, proxy=args.proxy, supernet=args.supernet,
-        supernet_preset=args.supernet_preset, finalists=args.finalists,
+        supernet_preset=args.supernet_preset, finalists=args.finalists, objective=args.objective,
         target_flops=parse_flops(args.target_flops), reward_weight=args.reward_weight,
+        target_latency=parse_latency(args.target_latency) if args.target_latency else None,
+        latency_table=args.latency_table,
         hard_reward=args.hard_reward, flops_window=parse_window(args.flops_window), hard_cap=args.hard_cap,
         n_trials=args.n_trials, sampler=args.sampler, population=args.population,
         seed=args.seed, storage=args.storage, workers=args.workers, threads=args.threads, device=args.device,
@@ -87,8 +102,11 @@ def run(args: argparse.Namespace) -> int:
     config = SearchConfig(**{key: value for key, value in given.items() if value is not None})
     estimator = (f"supernet ({config.supernet or 'trained in the run folder'}), then {config.finalists} finalists "
                  f"retrained with proxy {config.proxy}" if config.strategy == "supernet" else f"proxy {config.proxy}")
+    cost = config.cost
+    table = f" (predicted by {config.latency_table})" if config.latency_table else ""
     print(f"search {config.study!r}: space {config.space}, data {config.data}, {estimator}, "
-          f"target {config.target_flops / 1e6:g}M FLOPs, {config.n_trials} trials, sampler {config.sampler}, "
+          f"target {cost.kind.plain(cost.target)} {cost.kind.name}{table}, {config.n_trials} trials, "
+          f"sampler {config.sampler}, "
           f"seed {config.seed}, {config.workers} worker(s); outputs in {config.run_dir}/", flush=True)
     import optuna
 
@@ -113,8 +131,10 @@ def run(args: argparse.Namespace) -> int:
     attrs = best.user_attrs
     scores = (f"supernet {evidence.search_trial(best).user_attrs['accuracy']:.4f}, stand-alone "
               if evidence.supernet else "")
+    latency = f"  {LATENCY.amount(attrs[LATENCY.attr])}" if LATENCY.attr in attrs else ""
     print(f"selected: trial {evidence.search_trial(best).number}  {attrs['arch']}  {attrs['flops'] / 1e6:.1f}M "
-          f"FLOPs  {attrs['params']:,} params  acc {scores}{attrs['accuracy']:.4f}  reward {attrs['reward']:.4f}")
+          f"FLOPs{latency}  {attrs['params']:,} params  acc {scores}{attrs['accuracy']:.4f}  "
+          f"reward {attrs['reward']:.4f}")
     print(f"wrote {config.run_dir}/best.json, trials.csv, pareto.csv, pareto.png, summary.md, search.toml")
     return 0
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +13,12 @@ from nas._common.parse import is_int, is_number
 from nas._common.runfiles import RUNS_DIR
 from nas.arch.space import DEFAULT_SPACE
 from nas.errors import NasError
+from nas.search.cost import COST_KINDS, SearchCost
 from nas.search.reward import DEFAULT_TARGET_FLOPS, DEFAULT_WEIGHT, Reward, make_reward
 
 SAMPLERS = ("nsga2", "tpe", "random")
-DIRECTIONS = ("maximize", "minimize")  # (accuracy, FLOPs)
+DIRECTIONS = ("maximize", "minimize")  # (accuracy, the cost: FLOPs or predicted latency)
+OBJECTIVES = tuple(COST_KINDS)  # the cost beside accuracy: ("flops", "latency")
 # How candidates are scored: on a weight-sharing supernet (thousands of candidates, the Pareto candidates
 # around the target then retrained stand-alone) or each trained stand-alone (tens of candidates).
 STRATEGIES = ("supernet", "standalone")
@@ -25,8 +29,12 @@ STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
     "standalone": {"n_trials": 20, "population": 8, "timeout": 1080.0},
 }
 # Settings that define a study: resuming with different ones would mix incomparable trials.
-IDENTITY_FIELDS = ("strategy", "space", "data", "proxy", "supernet_preset", "target_flops", "reward_weight",
-                   "hard_reward", "flops_window", "hard_cap", "sampler", "population", "seed")
+IDENTITY_FIELDS = ("strategy", "space", "data", "proxy", "supernet_preset", "objective", "target_flops",
+                   "target_latency", "latency_table", "reward_weight", "hard_reward", "flops_window", "hard_cap",
+                   "sampler", "population", "seed")
+# What a study stored before these settings existed ran with. Another absent setting differs from any value
+# on resuming (open_study refuses it) and takes its default on reporting (stored_cost, stored_reward).
+IDENTITY_ABSENT = {"strategy": "standalone", "objective": "flops"}
 
 
 @dataclass(frozen=True)
@@ -34,7 +42,10 @@ class SearchConfig:
     """Everything a search run needs; the defaults are the README's main job (about 20 min on 2 cores).
 
     `n_trials`, `population` and `timeout` left at None take the strategy's defaults (STRATEGY_DEFAULTS);
-    a timeout of math.inf means no limit.
+    a timeout of math.inf means no limit. The objective is the cost minimised beside accuracy and held to its
+    target by the reward, window and hard cap (`cost`): the FLOPs (`target_flops`), or the latency the table
+    at `latency_table` predicts (`target_latency`, seconds). `target_flops` places the supernet's sandwich
+    window in either case (`window_flops`).
     """
 
     study: str = "search"
@@ -45,11 +56,14 @@ class SearchConfig:
     supernet_preset: str = "search"
     supernet: str | None = None  # a trained supernet's folder to reuse; None: train one in the run folder
     finalists: int = 4  # supernet strategy: Pareto candidates around the target retrained stand-alone
+    objective: str = "flops"
     target_flops: int = DEFAULT_TARGET_FLOPS
+    target_latency: float | None = None  # seconds; the objective latency's target
+    latency_table: str | None = None  # the objective latency's table: a file or folder (nas latency-table)
     reward_weight: float = DEFAULT_WEIGHT
     hard_reward: bool = False
-    flops_window: tuple[float, float] = (0.75, 1.25)  # soft window, as multiples of the target
-    hard_cap: float = 2.0  # candidates above hard_cap x target are not trained
+    flops_window: tuple[float, float] = (0.75, 1.25)  # soft window, as multiples of the target (FLOPs or latency)
+    hard_cap: float = 2.0  # candidates above hard_cap x target (FLOPs or latency) are not trained
     n_trials: int | None = None
     timeout: float | None = None  # seconds after which no new trial starts
     sampler: str = "nsga2"
@@ -75,6 +89,10 @@ class SearchConfig:
         _check(is_int(self.n_trials) and self.n_trials >= 1, "n_trials", self.n_trials, "a positive integer")
         _check(is_number(self.target_flops) and self.target_flops > 0 and math.isfinite(self.target_flops),
                "target_flops", self.target_flops, "a positive number")
+        _check(self.objective in OBJECTIVES, "objective", self.objective, f"one of {', '.join(OBJECTIVES)}")
+        if isinstance(self.latency_table, os.PathLike):  # stored with the study, which holds JSON values only
+            object.__setattr__(self, "latency_table", os.fspath(self.latency_table))
+        _check_latency(self)
         _check(is_number(self.timeout) and self.timeout > 0, "timeout", self.timeout,
                "a positive number of seconds (math.inf: no limit)")
         _check(self.sampler in SAMPLERS, "sampler", self.sampler, f"one of {', '.join(SAMPLERS)}")
@@ -97,16 +115,18 @@ class SearchConfig:
         return Path(self.runs_dir) / self.study
 
     @property
-    def reward(self) -> Reward:
-        return make_reward(self.target_flops, self.reward_weight, self.hard_reward)
+    def cost(self) -> SearchCost:
+        """The cost the search minimises beside accuracy, with its target, window and hard cap."""
+        return stored_cost(self.identity())
 
     @property
-    def hard_cap_flops(self) -> float:
-        return self.hard_cap * self.target_flops
+    def reward(self) -> Reward:
+        return stored_reward(self.identity())
 
     @property
     def window_flops(self) -> tuple[float, float]:
-        """The soft FLOPs window in FLOPs."""
+        """The FLOPs window around `target_flops` (in FLOPs) the supernet draws its sandwich members from,
+        whatever the objective: it only shapes which sub-networks the supernet trains."""
         low, high = self.flops_window
         return low * self.target_flops, high * self.target_flops
 
@@ -119,6 +139,43 @@ class SearchConfig:
         data = asdict(self)
         return {key: list(data[key]) if isinstance(data[key], tuple) else data[key] for key in IDENTITY_FIELDS}
 
+
+_DEFAULTS = {field.name: field.default for field in fields(SearchConfig)}
+
+
+def _stored(settings: Mapping[str, Any], name: str) -> Any:
+    """A stored setting, or what a study without it ran with."""
+    return settings.get(name, IDENTITY_ABSENT.get(name, _DEFAULTS[name]))
+
+
+def stored_cost(settings: Mapping[str, Any]) -> SearchCost:
+    """The cost of a study's stored settings (`SearchConfig.identity()`; absent ones take their defaults)."""
+    kind = COST_KINDS[_stored(settings, "objective")]
+    low, high = _stored(settings, "flops_window")
+    return SearchCost(kind, _stored(settings, f"target_{kind.key}"), (low, high), _stored(settings, "hard_cap"))
+
+
+def stored_reward(settings: Mapping[str, Any]) -> Reward:
+    """The reward of a study's stored settings (absent ones take their defaults)."""
+    cost = stored_cost(settings)
+    return make_reward(cost.target, _stored(settings, "reward_weight"), _stored(settings, "hard_reward"), cost.kind)
+
+
+def _check_latency(config: SearchConfig) -> None:
+    """The latency objective needs its target and table; they mean nothing to the FLOPs objective."""
+    given = {name: getattr(config, name) for name in ("target_latency", "latency_table")}
+    if config.objective == "latency":
+        missing = [f"{name} (--{name.replace('_', '-')})" for name, value in given.items() if value is None]
+        if missing:
+            raise NasError(f"invalid search settings: objective latency needs {' and '.join(missing)}")
+    elif any(value is not None for value in given.values()):
+        raise NasError("invalid search settings: target_latency and latency_table go with objective latency "
+                       "(--objective latency)")
+    target = config.target_latency
+    _check(target is None or (is_number(target) and target > 0 and math.isfinite(target)), "target_latency",
+           target, "a positive number of seconds")
+    _check(config.latency_table is None or (isinstance(config.latency_table, str) and config.latency_table.strip()),
+           "latency_table", config.latency_table, "a table file or folder")
 
 
 def _check(ok: Any, name: str, value: Any, expected: str) -> None:

@@ -35,8 +35,9 @@ def load_finalists(study: optuna.Study) -> optuna.Study | None:
 def prepare_finalists(config: SearchConfig, search: optuna.Study) -> tuple[optuna.Study, int]:
     """Create (or load) the finalists study and enqueue the finalists the search's trials choose now; returns
     the study and its budget: every distinct finalist ever enqueued that has not failed for good."""
-    chosen = choose_finalists(completed_trials(search.get_trials(deepcopy=False)), config.window_flops,
-                              config.target_flops, config.finalists)
+    cost = config.cost
+    chosen = choose_finalists(completed_trials(search.get_trials(deepcopy=False)), cost.window, cost.target,
+                              config.finalists, cost.kind.attr)
     study = create_or_load_study(search._storage, finalists_study_name(search.study_name), DIRECTIONS)
     for trial in chosen:
         attrs = {SOURCE_ATTR: trial.number, SUPERNET_ACC_ATTR: trial.user_attrs["accuracy"],

@@ -1,5 +1,11 @@
-"""The trial function of a search: sample a candidate, count its FLOPs, prune it above the hard cap, score it
-with the study's estimator, and record the evidence on the trial."""
+"""The trial function of a search: sample a candidate, count its FLOPs and price it in the study's cost (the
+FLOPs, or the predicted latency), prune it above the hard cap, score it with the study's estimator, and
+record the evidence on the trial.
+
+Pricers: what gives a candidate's cost, one per objective, `make_pricer(config, space) -> (spec -> cost)`.
+The latency pricer loads its table once (per worker, like the estimators' data) and checks up front that
+it covers the whole space, so a missing or incomplete table is one line before any study is touched.
+"""
 
 from __future__ import annotations
 
@@ -13,30 +19,59 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from nas.arch.cost import count_flops, count_params
 from nas.arch.space import SearchSpace, arch_code, sample
+from nas.arch.spec import Spec
+from nas.errors import NasError
 from nas.search.config import SearchConfig
 from nas.search.estimators import Estimator
 
+Pricer = Callable[[Spec], float]  # a candidate's cost in base units (FLOPs, seconds)
 
-def make_objective(space: SearchSpace, config: SearchConfig, estimator: Estimator) -> Callable[[Trial], list[float]]:
-    """Objectives (accuracy maximised, FLOPs of the deployed network minimised) of one sampled candidate."""
-    reward = config.reward
-    low, high = config.flops_window
+
+def latency_pricer(config: SearchConfig, space: SearchSpace) -> Pricer:
+    """The latency the table at `config.latency_table` predicts, checked to cover every part of `space`."""
+    from nas.latency.predict import load_predictor
+
+    try:
+        return load_predictor(config.latency_table, space)
+    except NasError as exc:
+        raise NasError(f"--latency-table: {exc}") from None
+
+
+PRICERS: dict[str, Callable[[SearchConfig, SearchSpace], Pricer]] = {
+    "flops": lambda config, space: count_flops,
+    "latency": latency_pricer,
+}
+
+
+def make_pricer(config: SearchConfig, space: SearchSpace) -> Pricer:
+    """What prices a candidate in the study's cost (`config.objective`)."""
+    return PRICERS[config.objective](config, space)
+
+
+def make_objective(space: SearchSpace, config: SearchConfig, estimator: Estimator,
+                   price: Pricer) -> Callable[[Trial], list[float]]:
+    """Objectives (accuracy maximised, the cost of the deployed network minimised) of one sampled candidate;
+    FLOPs and parameters are recorded whatever the cost, and the cost under its own key (`latency_s`)."""
+    reward, cost = config.reward, config.cost
+    low, high = cost.window_multiples
     twins = CompletedTwins()
 
     def objective(trial: Trial) -> list[float]:
         spec = sample(space, trial)
         spec_dict = spec.to_dict()
-        flops, params = count_flops(spec), count_params(spec)
-        ratio = flops / config.target_flops
-        for key, value in (("arch", arch_code(space, spec)), ("flops", flops), ("params", params),
-                           ("spec", spec_dict)):
-            trial.set_user_attr(key, value)
+        value = price(spec)
+        # A dict, so the FLOPs objective's cost (under "flops") is set once: each attribute is a storage write.
+        attrs = {"arch": arch_code(space, spec), "flops": count_flops(spec), "params": count_params(spec),
+                 cost.kind.attr: value, "spec": spec_dict}
+        for key, item in attrs.items():
+            trial.set_user_attr(key, item)
         # The soft window: feasible (<= 0) inside [low, high] x target; samplers prefer feasible candidates.
-        trial.set_constraint("flops_above_window", ratio - high)
-        trial.set_constraint("flops_below_window", low - ratio)
-        if flops > config.hard_cap_flops:
-            raise optuna.TrialPruned(f"{flops / 1e6:.1f}M FLOPs is above the hard cap "
-                                     f"{config.hard_cap_flops / 1e6:.0f}M: not scored")
+        ratio = value / cost.target
+        trial.set_constraint(f"{cost.kind.key}_above_window", ratio - high)
+        trial.set_constraint(f"{cost.kind.key}_below_window", low - ratio)
+        if value > cost.hard_cap:
+            raise optuna.TrialPruned(f"{cost.kind.amount(value, cost.kind.digits + 1)} is above the hard cap "
+                                     f"{cost.kind.plain(cost.hard_cap)}: not scored")
         twin = twins.find(trial.study, spec_dict)
         if twin is not None:  # estimators are seeded: scoring the same network again gives the same result
             trial.set_user_attr("duplicate_of", twin.number)
@@ -49,8 +84,8 @@ def make_objective(space: SearchSpace, config: SearchConfig, estimator: Estimato
         if not math.isfinite(accuracy) or not 0.0 <= accuracy <= 1.0:
             raise ValueError(f"accuracy {accuracy!r} is not in [0, 1]")
         trial.set_user_attr("accuracy", accuracy)
-        trial.set_user_attr("reward", reward(accuracy, flops))
-        return [accuracy, float(flops)]
+        trial.set_user_attr("reward", reward(accuracy, value))
+        return [accuracy, float(value)]
 
     return objective
 

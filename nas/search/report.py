@@ -1,11 +1,13 @@
 """A search study's outputs, regenerated from the study alone (atomically, so readers never see half a file).
 
-runs/<study>/trials.csv    every trial: state, arch code, FLOPs, params, accuracy and reward (by the study's
-                           estimator, named in `estimator`), seconds, reason, choices; with the supernet
-                           strategy also the finalists' stand-alone accuracy and reward
-runs/<study>/pareto.csv    the completed trials on the (accuracy max, FLOPs min) Pareto front
+runs/<study>/trials.csv    every trial: state, arch code, FLOPs, params (latency_ms with the latency objective),
+                           accuracy and reward (by the study's estimator, named in `estimator`), seconds,
+                           reason, choices; with the supernet strategy also the finalists' stand-alone
+                           accuracy and reward
+runs/<study>/pareto.csv    the completed trials on the (accuracy max, cost min) Pareto front
 runs/<study>/best.json     the selected spec with its evidence; what scaling and export read
-runs/<study>/pareto.png    accuracy vs FLOPs: all trials, the front, the target, finalists, the selection, B0
+runs/<study>/pareto.png    accuracy vs the cost (FLOPs or predicted latency): all trials, the front, the target,
+                           finalists, the selection, B0
 runs/<study>/summary.md    settings, phases, counts, the selection against B0, the finalists, the front, failures
 
 With the supernet strategy the selection is the finalist with the highest reward of its stand-alone accuracy;
@@ -32,9 +34,11 @@ from nas._common.runfiles import BEST_FILE, STUDY_JOURNAL
 from nas._common.tables import markdown_table
 from nas.arch.spec import Spec
 from nas.errors import NasError
+from nas.search.config import stored_cost, stored_reward
+from nas.search.cost import SearchCost
 from nas.search.finalists import FINALISTS_SUFFIX, SOURCE_ATTR, load_finalists
 from nas.search.ranking import kendall_tau
-from nas.search.reward import Reward, make_reward
+from nas.search.reward import Reward
 from nas.search.selection import (
     b0_trial,
     completed_trials,
@@ -62,7 +66,7 @@ def study_config(study: optuna.Study) -> dict[str, Any]:
 
 def study_reward(config: dict[str, Any]) -> Reward:
     """The reward a study was run with, from its stored settings (the defaults where a setting is absent)."""
-    return make_reward(**{key: config[key] for key in ("target_flops", "reward_weight", "hard_reward") if key in config})
+    return stored_reward(config)
 
 
 @dataclass
@@ -83,6 +87,11 @@ class Evidence:
     @property
     def supernet(self) -> bool:
         return self.strategy == "supernet"
+
+    @property
+    def cost(self) -> SearchCost:
+        """The cost the study minimised beside accuracy (FLOPs or predicted latency)."""
+        return stored_cost(self.config)
 
     @property
     def selected(self) -> FrozenTrial | None:
@@ -125,6 +134,7 @@ def trial_rows(evidence: Evidence) -> list[dict[str, Any]]:
             "arch": attrs.get("arch"),
             "flops": attrs.get("flops"),
             "params": attrs.get("params"),
+            **evidence.cost.kind.columns(attrs),
             "estimator": evidence.strategy,
             "accuracy": attrs.get("accuracy"),
             "reward": attrs.get("reward"),
@@ -155,7 +165,8 @@ def _row(evidence: Evidence, trial: FrozenTrial, label: str | None = None) -> di
     source = evidence.search_trial(trial)
     attrs = source.user_attrs
     row = {"model": label} if label else {}
-    row.update({"number": source.number, "arch": attrs["arch"], "flops": attrs["flops"], "params": attrs["params"]})
+    row.update({"number": source.number, "arch": attrs["arch"], "flops": attrs["flops"], "params": attrs["params"],
+                **evidence.cost.kind.columns(attrs)})
     if not evidence.supernet:
         return {**row, "accuracy": attrs["accuracy"], "reward": attrs["reward"]}
     final = trial if trial is not source else evidence.finalist_of.get(source.number)
@@ -166,13 +177,17 @@ def _row(evidence: Evidence, trial: FrozenTrial, label: str | None = None) -> di
 
 def best_document(evidence: Evidence, trial: FrozenTrial) -> dict[str, Any]:
     """The content of best.json: the selected spec and its evidence."""
-    config, source = evidence.config, evidence.search_trial(trial)
+    config, source, cost = evidence.config, evidence.search_trial(trial), evidence.cost
     attrs = trial.user_attrs
     document = {"spec": attrs["spec"], "reward": attrs["reward"], "accuracy": attrs["accuracy"],
                 "flops": attrs["flops"], "params": attrs["params"], "trial": source.number, "arch": attrs["arch"],
                 "study": evidence.study.study_name, "strategy": evidence.strategy, "seed": config.get("seed"),
                 "dataset": config.get("data"), "proxy": config.get("proxy"), "space": config.get("space"),
-                "target_flops": config.get("target_flops"), "reward_formula": study_reward(config).describe()}
+                "target_flops": config.get("target_flops"), "reward_formula": study_reward(config).describe(),
+                "objective": cost.kind.key}
+    if cost.kind.attr not in document:  # the latency objective: the prediction, its target and its table
+        document.update({cost.kind.attr: cost.of(attrs), f"target_{cost.kind.key}": cost.target,
+                         "latency_table": config.get("latency_table")})
     if evidence.supernet:
         document.update({"accuracy_source": f"stand-alone training ({config.get('proxy')} preset)",
                          "supernet_acc": source.user_attrs["accuracy"],
@@ -185,44 +200,44 @@ def best_document(evidence: Evidence, trial: FrozenTrial) -> dict[str, Any]:
 
 
 def pareto_png(evidence: Evidence) -> bytes:
-    """Accuracy vs FLOPs: every completed trial, the front, the target, the finalists, the selection, B0."""
+    """Accuracy vs the study's cost (FLOPs or predicted latency): every completed trial, the front, the target,
+    the finalists, the selection, B0."""
     from matplotlib.figure import (
         Figure,  # no pyplot: no global backend state, safe in worker processes
     )
 
     figure = Figure(figsize=(7.5, 4.8), dpi=110)
     axes = figure.add_subplot()
-    mflops = lambda t: t.user_attrs["flops"] / 1e6  # noqa: E731
+    cost = evidence.cost
+    scaled = lambda t: cost.of(t.user_attrs) / cost.kind.scale  # noqa: E731  (M FLOPs, or ms)
     accuracy = lambda t: t.user_attrs["accuracy"]  # noqa: E731
     score = "supernet score" if evidence.supernet else "proxy accuracy"
     completed = evidence.completed
-    axes.scatter([mflops(t) for t in completed], [accuracy(t) for t in completed], s=8 if evidence.supernet else 18,
+    axes.scatter([scaled(t) for t in completed], [accuracy(t) for t in completed], s=8 if evidence.supernet else 18,
                  c="0.65", label=f"candidates, {score} ({len(completed)})")
-    front = front_trials(completed)
+    front = front_trials(completed, cost.kind.attr)
     if front:
-        axes.plot([mflops(t) for t in front], [accuracy(t) for t in front], "o-", c="tab:blue", ms=4,
+        axes.plot([scaled(t) for t in front], [accuracy(t) for t in front], "o-", c="tab:blue", ms=4,
                   drawstyle="steps-post", label=f"Pareto front ({score})")
     if evidence.finalists:
         for final in evidence.finalists:
             source = evidence.search_trial(final)
-            axes.plot([mflops(source)] * 2, [accuracy(source), accuracy(final)], c="tab:green", lw=0.8, alpha=0.6)
-        axes.scatter([mflops(t) for t in evidence.finalists], [accuracy(t) for t in evidence.finalists],
+            axes.plot([scaled(source)] * 2, [accuracy(source), accuracy(final)], c="tab:green", lw=0.8, alpha=0.6)
+        axes.scatter([scaled(t) for t in evidence.finalists], [accuracy(t) for t in evidence.finalists],
                      marker="s", s=40, c="tab:green", zorder=4,
                      label=f"finalists, stand-alone accuracy ({len(evidence.finalists)})")
-    target = evidence.config.get("target_flops")
-    if target:
-        axes.axvline(target / 1e6, ls="--", c="tab:red", label=f"target {target / 1e6:g}M")
+    axes.axvline(cost.target / cost.kind.scale, ls="--", c="tab:red", label=f"target {cost.kind.plain(cost.target)}")
     best = evidence.selected
     if best is not None:
-        axes.scatter([mflops(best)], [accuracy(best)], marker="*", s=220, c="tab:orange", zorder=5,
+        axes.scatter([scaled(best)], [accuracy(best)], marker="*", s=220, c="tab:orange", zorder=5,
                      label=f"selected (trial {evidence.search_trial(best).number})")
     b0 = evidence.b0
     if b0 is not None:
-        axes.scatter([mflops(b0)], [accuracy(b0)], marker="D", s=60, facecolors="none", edgecolors="k",
+        axes.scatter([scaled(b0)], [accuracy(b0)], marker="D", s=60, facecolors="none", edgecolors="k",
                      zorder=6, label="EfficientNet-B0")
-    axes.set_xlabel("FLOPs of the deployed network (M multiply-adds, 224x224x3, 1000 classes)")
+    axes.set_xlabel(cost.kind.axis)
     axes.set_ylabel("validation accuracy")
-    axes.set_title(f"study {evidence.study.study_name}: accuracy vs FLOPs")
+    axes.set_title(f"study {evidence.study.study_name}: accuracy vs {cost.kind.name}")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7, loc="lower right")
     figure.subplots_adjust(left=0.11, right=0.97, top=0.92, bottom=0.13)  # tight_layout would draw twice
@@ -251,9 +266,11 @@ def _finalists_section(evidence: Evidence) -> list[str]:
     out = ["\n## Finalists: supernet score against stand-alone training\n\n"]
     if not evidence.finalists:
         return out + ["No finalist has been retrained yet.\n"]
+    cost = evidence.cost
+    finalists = sorted(evidence.finalists, key=lambda t: cost.of(evidence.search_trial(t).user_attrs))
     rows = [_row(evidence, t, "EfficientNet-B0" if t is evidence.b0 else ("selected" if t is evidence.selected
-                                                                          else None)) for t in evidence.finalists]
-    out.append(markdown_table(sorted(rows, key=lambda r: r["flops"])))
+                                                                          else None)) for t in finalists]
+    out.append(markdown_table(rows))
     if len(evidence.finalists) >= 3:
         tau = kendall_tau([r["supernet_acc"] for r in rows], [r["standalone_acc"] for r in rows])
         out.append(f"\nKendall tau between the supernet score and the stand-alone accuracy over these "
@@ -264,30 +281,31 @@ def _finalists_section(evidence: Evidence) -> list[str]:
 
 def _target_section(evidence: Evidence) -> list[str]:
     """How the selection sits against the target, said plainly when the reward prefers a far smaller network."""
-    target = evidence.config.get("target_flops")
+    cost, kind = evidence.cost, evidence.cost.kind
     best, pool = evidence.selected, (evidence.finalists if evidence.supernet else evidence.completed)
-    if best is None or not target or len(pool) < 2:
+    if best is None or len(pool) < 2:
         return []
-    low, high = (w * target for w in evidence.config.get("flops_window", (0.75, 1.25)))
-    near = [t for t in pool if low <= t.user_attrs["flops"] <= high]
+    low, high = cost.window
+    near = [t for t in pool if low <= cost.of(t.user_attrs) <= high]
     accuracies = [t.user_attrs["accuracy"] for t in pool]
     spread = max(accuracies) - min(accuracies)
     out = ["\n## Against the target\n\n"]
-    flops = best.user_attrs["flops"]
-    where = ("inside" if low <= flops <= high else "below" if flops < low else "above")
-    out.append(f"The selected network has {flops / 1e6:.0f}M FLOPs, {where} the {low / 1e6:g}M-{high / 1e6:g}M "
-               f"window around the {target / 1e6:g}M target. ")
+    value = cost.of(best.user_attrs)
+    where = ("inside" if low <= value <= high else "below" if value < low else "above")
+    out.append(f"The selected network has {kind.amount(value)}, {where} the {kind.plain(low)}-{kind.plain(high)} "
+               f"window around the {kind.plain(cost.target)} target. ")
     if near:
         top = max(near, key=lambda t: t.user_attrs["accuracy"])
         out.append(f"{len(near)} of the {len(pool)} {'finalists' if evidence.supernet else 'candidates'} lie "
                    f"inside the window; the most accurate of them is trial {evidence.search_trial(top).number} "
-                   f"({top.user_attrs['flops'] / 1e6:.0f}M FLOPs, accuracy {top.user_attrs['accuracy']:.4f}, "
+                   f"({kind.amount(cost.of(top.user_attrs))}, accuracy {top.user_attrs['accuracy']:.4f}, "
                    f"reward {top.user_attrs['reward']:.4f}). ")
-    if flops < low:
+    if value < low:
         out.append(f"The reward prefers a network far below the target because accuracy is flat on this task: "
                    f"the {'finalists' if evidence.supernet else 'candidates'}' accuracies span only "
-                   f"{100 * spread:.1f} points, so the FLOPs term (w = {evidence.config.get('reward_weight', -0.07)}) "
-                   "decides. On a harder task, or with the hard reward, the target would bind.")
+                   f"{100 * spread:.1f} points, so the {kind.name} term "
+                   f"(w = {evidence.config.get('reward_weight', -0.07)}) decides. On a harder task, or with the "
+                   "hard reward, the target would bind.")
     return out + ["\n"]
 
 
@@ -330,14 +348,17 @@ def summary_markdown(evidence: Evidence) -> str:
     out += _target_section(evidence)
     if evidence.supernet:
         out += _finalists_section(evidence)
-    out.append(f"\n## Pareto front ({'supernet score' if evidence.supernet else 'accuracy'} max, FLOPs min)\n\n")
-    out.append(markdown_table([_row(evidence, t) for t in front_trials(evidence.completed)]))
+    kind = evidence.cost.kind
+    score = "supernet score" if evidence.supernet else "accuracy"
+    out.append(f"\n## Pareto front ({score} max, {kind.name} min)\n\n")
+    out.append(markdown_table([_row(evidence, t) for t in front_trials(evidence.completed, kind.attr)]))
     unfinished = [t for t in evidence.trials if t.state in (TrialState.PRUNED, TrialState.FAIL)]
     if unfinished:
         out.append(f"\n## Pruned and failed trials ({len(unfinished)}"
                    f"{f'; the first {FAILURES_LISTED}, the rest in trials.csv' if len(unfinished) > FAILURES_LISTED else ''})\n\n")
         out.append(markdown_table([{"number": t.number, "state": t.state.name, "flops": t.user_attrs.get("flops"),
-                                    "reason": t.user_attrs.get(REASON_ATTR)} for t in unfinished[:FAILURES_LISTED]]))
+                                    **kind.columns(t.user_attrs), "reason": t.user_attrs.get(REASON_ATTR)}
+                                   for t in unfinished[:FAILURES_LISTED]]))
     return "".join(out)
 
 
@@ -350,7 +371,7 @@ def write_outputs(study: optuna.Study, run_dir: str | os.PathLike[str], plot: bo
     run_dir.mkdir(parents=True, exist_ok=True)
     evidence = gather(study)
     write_text_atomic(run_dir / "trials.csv", pd.DataFrame(trial_rows(evidence)).to_csv(index=False))
-    front = [_row(evidence, t) for t in front_trials(evidence.completed)]
+    front = [_row(evidence, t) for t in front_trials(evidence.completed, evidence.cost.kind.attr)]
     columns = list(_row(evidence, evidence.completed[0])) if evidence.completed else ["number"]
     write_text_atomic(run_dir / "pareto.csv", pd.DataFrame(front, columns=columns).to_csv(index=False))
     written = [run_dir / "trials.csv", run_dir / "pareto.csv"]

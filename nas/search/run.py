@@ -1,8 +1,9 @@
 """The baseline search: an Optuna multi-objective search of a space toward a FLOPs target, run in phases.
 
-Objectives: validation accuracy (maximised) and the FLOPs of the deployed network (minimised), counted by the
-analytic cost model before any training. A soft FLOPs window guides the samplers through Optuna's constraints;
-a candidate above the hard cap is not scored (PRUNED, FLOPs recorded).
+Objectives: validation accuracy (maximised) and the cost of the deployed network (minimised) before any
+training: its FLOPs by the analytic cost model, or (`objective="latency"`, MnasNet's original form) the
+latency a per-part latency table predicts, FLOPs still recorded. A soft window around the target guides the
+samplers through Optuna's constraints; a candidate above the hard cap is not scored (PRUNED, cost recorded).
 
 Strategies (`SearchConfig.strategy`):
 
@@ -35,7 +36,7 @@ from nas._common.logs import configure_logging, tool_log_level
 from nas.arch.resolve import resolve_spec
 from nas.arch.space import SearchSpace, encode, load_space
 from nas.errors import EXIT_ENVIRONMENT, EnvironmentFault, NasError, run_reporting
-from nas.search.config import DIRECTIONS, SearchConfig
+from nas.search.config import DIRECTIONS, IDENTITY_ABSENT, SearchConfig
 from nas.search.estimators import (
     ESTIMATORS,
     Evaluate,
@@ -43,7 +44,8 @@ from nas.search.estimators import (
     supernet_folder,
 )
 from nas.search.finalists import prepare_finalists
-from nas.search.objective import make_objective
+from nas.search.cost import LATENCY
+from nas.search.objective import make_objective, make_pricer
 from nas.search.report import CONFIG_ATTR, SUPERNET_RUN_ATTR, write_outputs
 from nas.search.samplers import make_sampler, trial_seed
 from nas.studies.runner import REASON_ATTR, RunSummary, run_trials, trial_seconds
@@ -71,9 +73,8 @@ def open_study(config: SearchConfig, space: SearchSpace, enqueued: list[tuple[st
     if stored is None:
         study.set_user_attr(CONFIG_ATTR, identity)
     else:
-        # A study made before strategies existed was a stand-alone one.
-        changed = [key for key in identity if stored.get(key, "standalone" if key == "strategy" else None)
-                   != identity[key]]
+        # A study made before strategies (objectives) existed was a stand-alone (FLOPs) one.
+        changed = [key for key in identity if stored.get(key, IDENTITY_ABSENT.get(key)) != identity[key]]
         if changed:
             details = ", ".join(f"{k}: {stored.get(k)!r} (now {identity[k]!r})" for k in changed)
             raise NasError(f"study {config.study!r} exists with other settings ({details}); "
@@ -126,18 +127,24 @@ class OutputRefresher:
         if scored:
             best = max(scored, key=lambda t: t.user_attrs["reward"])
             text += (f"; best supernet reward {best.user_attrs['reward']:.4f}: trial {best.number} "
-                     f"{best.user_attrs['arch']} {best.user_attrs['flops'] / 1e6:.0f}M acc "
+                     f"{best.user_attrs['arch']} {best.user_attrs['flops'] / 1e6:.0f}M{_latency_text(best)} acc "
                      f"{best.user_attrs['accuracy']:.4f}")
         return text
 
 
+def _latency_text(trial: FrozenTrial) -> str:
+    """' 12.34 ms' when the trial has a predicted latency (the latency objective), else ''."""
+    latency = trial.user_attrs.get(LATENCY.attr)
+    return f" {LATENCY.short(latency)}" if latency is not None else ""
+
+
 def progress_line(study: optuna.Study, trial: FrozenTrial, prefix: str = "") -> str:
-    """One line per finished trial: number, arch code, FLOPs, accuracy, reward, seconds."""
+    """One line per finished trial: number, arch code, FLOPs (and predicted latency), accuracy, reward, seconds."""
     attrs = trial.user_attrs
     flops = attrs.get("flops")
     flops_text = f"{flops / 1e6:7.1f}M" if flops is not None else "      ?"
     number = f"trial {attrs['source_trial']:3d}" if "source_trial" in attrs else f"trial {trial.number:3d}"
-    head = f"{prefix}{number}  {attrs.get('arch', '?'):<38} {flops_text}"
+    head = f"{prefix}{number}  {attrs.get('arch', '?'):<38} {flops_text}{_latency_text(trial)}"
     seconds = trial_seconds(trial)
     if trial.state == TrialState.COMPLETE:
         return f"{head}  acc {attrs['accuracy']:.4f}  reward {attrs['reward']:.4f}  {seconds:5.1f}s"
@@ -200,6 +207,7 @@ def search_study(config: SearchConfig, evaluate: Evaluate | None = None, *, work
     space = load_space(config.space)
     enqueued = [(text, enqueue_params(space, text)) for text in config.enqueue]
     estimator = ESTIMATORS[config.strategy](config, evaluate)  # data errors surface before the study is touched
+    price = make_pricer(config, space)  # and so do latency-table errors
     study = open_study(config, space, enqueued)
     # One sampler for the run, seeded by the study's length: a fresh run repeats its sequence, a resumed one
     # continues with another. (A new sampler per trial would lose NSGA-II's incremental search-space cache and
@@ -208,7 +216,7 @@ def search_study(config: SearchConfig, evaluate: Evaluate | None = None, *, work
     salt = worker_index if config.storage is None else os.getpid()
     study.sampler = make_sampler(config.sampler, trial_seed(config.seed, len(study.get_trials(deepcopy=False)), salt),
                                  config.population)
-    return run_trials(study, make_objective(space, config, estimator), n_trials=config.n_trials,
+    return run_trials(study, make_objective(space, config, estimator, price), n_trials=config.n_trials,
                       timeout=config.time_limit, on_trial_end=on_trial_end, heartbeat_s=config.heartbeat_s,
                       grace_s=config.grace_s)
 
@@ -218,9 +226,10 @@ def finalists_study(config: SearchConfig, evaluate: Evaluate | None = None, *, w
     """Phase 3 (one worker): retrain the finalists stand-alone until each has its result."""
     space = load_space(config.space)
     estimator = standalone_estimator(config, evaluate)
+    price = make_pricer(config, space)
     study, budget = prepare_finalists(config, open_study(config, space, []))
     study.sampler = make_sampler("random", config.seed)  # every finalist is enqueued: nothing is sampled
-    return run_trials(study, make_objective(space, config, estimator), n_trials=budget,
+    return run_trials(study, make_objective(space, config, estimator, price), n_trials=budget,
                       on_trial_end=on_trial_end, heartbeat_s=config.heartbeat_s, grace_s=config.grace_s,
                       queued_only=True)
 
@@ -286,6 +295,7 @@ def run_search(config: SearchConfig, *, evaluate: Evaluate | None = None, quiet:
     resolve_device(config.device)  # a missing GPU is one line before anything is written
     space = load_space(config.space)
     enqueued = [(text, enqueue_params(space, text)) for text in config.enqueue]
+    make_pricer(config, space)  # a missing or incomplete latency table is one line before the supernet trains
     if config.threads is not None and config.workers == 1:
         import torch
 
