@@ -33,7 +33,7 @@ def read_square_image(path: str | Path, size: int, mode: str = "RGB") -> np.ndar
             w, h = max(size, round(image.width * scale)), max(size, round(image.height * scale))
             image = image.resize((w, h), Image.BILINEAR)
             left, top = (w - size) // 2, (h - size) // 2
-            pixels = np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
+            pixels = np.array(image.crop((left, top, left + size, top + size)), dtype=np.uint8)  # writable
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
         raise UnreadableImage(path, str(exc)) from None
     return pixels.reshape(size, size, -1)
