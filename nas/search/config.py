@@ -55,7 +55,7 @@ class SearchConfig:
     proxy: str = "search"  # the stand-alone preset: every candidate (standalone) or the finalists (supernet)
     supernet_preset: str = "search"
     supernet: str | None = None  # a trained supernet's folder to reuse; None: train one in the run folder
-    finalists: int = 4  # supernet strategy: Pareto candidates around the target retrained stand-alone
+    finalists: int = 3  # supernet strategy: Pareto candidates around the target retrained stand-alone
     objective: str = "flops"
     target_flops: int = DEFAULT_TARGET_FLOPS
     target_latency: float | None = None  # seconds; the objective latency's target
