@@ -75,9 +75,9 @@ def make_objective(space: SearchSpace, config: SearchConfig, estimator: Estimato
         twin = twins.find(trial.study, spec_dict)
         if twin is not None:  # estimators are seeded: scoring the same network again gives the same result
             trial.set_user_attr("duplicate_of", twin.number)
-            for key, value in twin.user_attrs.items():
-                if key in ("val_acc_history", "supernet_loss"):
-                    trial.set_user_attr(key, value)
+            for key in ("val_acc_history", "supernet_loss"):
+                if key in twin.user_attrs:
+                    trial.set_user_attr(key, twin.user_attrs[key])
             accuracy = float(twin.user_attrs["accuracy"])
         else:
             accuracy = float(estimator(spec, trial.set_user_attr))

@@ -50,6 +50,7 @@ def test_each_architecture_is_trained_once_and_repeats_take_its_accuracy(tmp_pat
         twin = by_number[trial.user_attrs["duplicate_of"]]
         assert "duplicate_of" not in twin.user_attrs and twin.user_attrs["spec"] == trial.user_attrs["spec"]
         assert trial.user_attrs["accuracy"] == twin.user_attrs["accuracy"]
+        assert trial.values == twin.values and trial.user_attrs["reward"] == twin.user_attrs["reward"]
     assert len(trained) == len(set(trained)) == len(complete) - len(repeats)
     assert {json.dumps(t.user_attrs["spec"], sort_keys=True) for t in complete} == \
         {json.dumps(json.loads(text), sort_keys=True) for text in trained}
