@@ -23,7 +23,7 @@ OBJECTIVES = tuple(COST_KINDS)  # the cost beside accuracy: ("flops", "latency")
 # around the target then retrained stand-alone) or each trained stand-alone (tens of candidates).
 STRATEGIES = ("supernet", "standalone")
 # Each strategy's budget when the settings leave it open (None): trials, NSGA-II population, and the time after
-# which no new trial starts, so the default search of either kind ends within about 20 minutes on 2 cores.
+# which no new trial starts, sized toward a default search of either kind of about 20 minutes on 2 cores.
 STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
     "supernet": {"n_trials": 1000, "population": 50, "timeout": 420.0},
     "standalone": {"n_trials": 20, "population": 8, "timeout": 1080.0},
@@ -39,7 +39,7 @@ IDENTITY_ABSENT = {"strategy": "standalone", "objective": "flops"}
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Everything a search run needs; the defaults are the README's main job (about 20 min on 2 cores).
+    """Everything a search run needs; the defaults are the README's main job (aimed at about 20 min on 2 cores).
 
     `n_trials`, `population` and `timeout` left at None take the strategy's defaults (STRATEGY_DEFAULTS);
     a timeout of math.inf means no limit. The objective is the cost minimised beside accuracy and held to its
