@@ -107,7 +107,9 @@ PRESETS: dict[str, ProxyPreset] = {
     # One search trial of a B0-size network at 32 px: 280 steps (4 epochs of 9,000 images).
     "search": ProxyPreset("search", images=35_840, batch_size=128, resolution=32, subset=10000),
     # One compound-scaling grid point (the caller multiplies the resolution by gamma): 700 steps (5 x 18,000).
-    "scale": ProxyPreset("scale", images=89_600, batch_size=128, resolution=32, subset=20000),
+    # Its rate is 16x the search preset's: the grid's successive-halving rungs are 35-140 steps, and at the
+    # search preset's rate a 35-step run of B0 did not leave chance (its loss stayed at ln 10).
+    "scale": ProxyPreset("scale", images=89_600, batch_size=128, resolution=32, subset=20000, lr_per_256=0.064),
     # Full training (`nas train b0` prints the test top-1 it reaches): 6,315 steps
     # (15 epochs of 54,000 images). On a large data set of your own, size it with --epochs.
     "full": ProxyPreset("full", images=808_320, batch_size=128, resolution=32),
