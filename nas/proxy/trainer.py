@@ -16,8 +16,8 @@ DistributedDataParallel, each process trains on its share of every batch of `bat
 learning rate follows the global batch (per 256 images), and rank 0 alone reports and writes.
 
 `train()` reads as its steps: `_set_up` (device, model, optimizer, schedule, EMA, batches), `_resume` from
-a saved state when there is one, then per epoch `_train_epoch`, `_accuracy` on the validation images and
-`_save_state`, then the test set when asked.
+a saved state when there is one, then per epoch `_train_epoch`, `_calibrate` (the EMA network's BN
+statistics), `_accuracy` on the validation images and `_save_state`, then the test set when asked.
 """
 
 from __future__ import annotations
