@@ -7,6 +7,9 @@ time it took (summed over resumed runs, in bench_build.json beside the table). S
 latency with the paper's protocol (batch 1, one thread, warm-up, median of the timed runs) and prints, against
 the measurement: the prediction's Spearman rank correlation (target >= 0.95) and median absolute percentage
 error (target <= 10%), FLOPs' Spearman, and the predictor's time per spec. Exit code 1 if a target is missed.
+The table step also calibrates the table (`nas.latency.table.calibrate_table`: 10 whole networks of the space
+drawn with the calibration's own seed, so none is among the compared ones); compare prints the error of the
+raw sum beside the calibrated prediction's.
 Run each step under the shared lock; the load average is printed before and after.
 
     PYTHONPATH=. .venv/bin/python bench/bench_latency_table.py --step table [--table runs/bench-latency]
@@ -19,36 +22,29 @@ import argparse
 import json
 import os
 import random
-import statistics
 import sys
 import time
 
 import pandas as pd
-import torch
 
 from nas.arch.cost import count_flops
 from nas.arch.efficientnet import efficientnet
-from nas.arch.space import load_space, sample
-from nas.arch.spec import Spec
-from nas.latency.measure import BACKEND_FORMS, time_interleaved, torch_threads
-from nas.model.builder import build_model
+from nas.arch.space import RandomChoices, load_space, sample
+from nas.latency.measure import time_networks
 from nas.latency.predict import load_predictor
-from nas.latency.table import MeasureSetup, build_table, current_setup, open_table, table_file, table_parts
+from nas.latency.table import (
+    build_table,
+    calibrate_on,
+    current_setup,
+    open_table,
+    table_file,
+    table_parts,
+)
 
 FAMILY = ("b0", "b1", "b2", "b3")
 SPEARMAN_TARGET = 0.95
 MAPE_TARGET = 0.10
 BUILD_LOG = "bench_build.json"
-
-
-class RandomSuggester:
-    """Uniform choices from a seeded generator, in place of an Optuna trial."""
-
-    def __init__(self, rng: random.Random) -> None:
-        self.rng = rng
-
-    def suggest_categorical(self, name: str, choices: list) -> object:
-        return self.rng.choice(choices)
 
 
 def load_text() -> str:
@@ -74,22 +70,12 @@ def step_table(args: argparse.Namespace) -> int:
         log_path.write_text(json.dumps(log) + "\n")
     print(f"measured {todo} parts in {took:.1f} s ({took / max(todo, 1) * 1e3:.0f} ms a part); the table holds "
           f"{len(table)} parts, built in {log['seconds']:.1f} s over {log['runs']} run(s); {load_text()}")
+    if table.calibration is None or args.recalibrate:
+        start = time.perf_counter()
+        calibration = calibrate_on(table, "mnasnet")
+        print(f"calibrated on {len(calibration.networks)} whole networks of the space in "
+              f"{time.perf_counter() - start:.1f} s: scale {calibration.scale:.3f}; {load_text()}")
     return 0
-
-
-def measure_interleaved(specs: list[Spec], setup: MeasureSetup, runs: int, warmup: int,
-                        rounds: int) -> list[tuple[float, ...]]:
-    """Each network's timed runs (the table's form, threads and batch), split over `rounds` rounds that each
-    visit every network: load that comes and goes on a shared machine then hits every network alike, and a
-    network's median is over the whole step's conditions, not one moment's."""
-    calls = []
-    with torch_threads(setup.threads):
-        for spec in specs:
-            torch.manual_seed(0)
-            x = torch.randn(setup.batch, spec.in_channels, spec.resolution, spec.resolution)
-            form = BACKEND_FORMS[setup.backend](build_model(spec).eval(), setup.threads, x)
-            calls.append(lambda form=form, x=x: form(x))
-        return time_interleaved(calls, runs=runs, warmup=warmup, rounds=rounds)
 
 
 def spearman(a: pd.Series, b: pd.Series) -> float:
@@ -103,24 +89,27 @@ def step_compare(args: argparse.Namespace) -> int:
     setup = predictor.table.setup
     rng = random.Random(args.seed)
     specs = [efficientnet(name) for name in FAMILY]
-    specs += [sample(space, RandomSuggester(rng)).replace(name=f"sample{i}") for i in range(args.specs)]
+    specs += [sample(space, RandomChoices(rng)).replace(name=f"sample{i}") for i in range(args.specs)]
     print(f"{load_text()}; {len(specs)} networks, {setup.backend}, batch {setup.batch}, {setup.threads} thread(s), "
           f"median of {args.runs} runs after {args.warmup} warm-up in {args.rounds} interleaved rounds; table "
           f"{predictor.table.path} ({len(predictor.table)} parts, {setup.describe()})", flush=True)
     start = time.perf_counter()
-    times = measure_interleaved(specs, setup, args.runs, args.warmup, args.rounds)
+    times = time_networks(specs, backend=setup.backend, threads=setup.threads, batch=setup.batch, runs=args.runs,
+                          warmup=args.warmup, rounds=args.rounds, device=setup.device)
     took = time.perf_counter() - start
     rows = []
-    for spec, runs in zip(specs, times):
-        predicted, measured = predictor(spec), statistics.median(runs)
+    scale = predictor.table.scale
+    for spec, latency in zip(specs, times):
+        predicted, measured = predictor(spec), latency.median_s
         rows.append({"network": spec.name, "blocks": spec.num_blocks, "MFLOPs": count_flops(spec) / 1e6,
                      "predicted_ms": predicted * 1e3, "measured_ms": measured * 1e3,
-                     "error": (predicted - measured) / measured})
+                     "error": (predicted - measured) / measured,
+                     "raw_error": (predicted / scale - measured) / measured})
         print(f"  {spec.name:<16}{spec.num_blocks:>4} blocks {rows[-1]['MFLOPs']:>8.0f} MFLOPs  predicted "
               f"{predicted * 1e3:7.2f} ms  measured {measured * 1e3:7.2f} ms  {rows[-1]['error']:+7.1%}")
     frame = pd.DataFrame(rows)
     sampled = frame[frame.network.str.startswith("sample")]
-    many = [sample(space, RandomSuggester(random.Random(args.seed + 1))) for _ in range(1000)]
+    many = [sample(space, RandomChoices(random.Random(args.seed + 1))) for _ in range(1000)]
     start_predict = time.perf_counter()
     for spec in many:
         predictor(spec)
@@ -128,6 +117,11 @@ def step_compare(args: argparse.Namespace) -> int:
 
     ok = True
     print(f"\nmeasured in {took:.0f} s; {load_text()}")
+    calibration = predictor.table.calibration
+    print("calibration: " + (f"scale {scale:.3f} from {len(calibration.networks)} whole networks timed with the "
+                             f"table (drawn with the calibration's own seed); uncalibrated median abs error "
+                             f"{frame.raw_error.abs().median():.1%}, signed {frame.raw_error.median():+.1%}"
+                             if calibration is not None else "none (the raw sum of the entries)"))
     for label, part in (("all", frame), (f"{len(sampled)} sampled", sampled)):
         rho = spearman(part.predicted_ms, part.measured_ms)
         mape = part.error.abs().median()
@@ -154,6 +148,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=4, help="compare: interleaved rounds the runs are split over")
+    parser.add_argument("--recalibrate", action="store_true", help="table: time the calibration networks again")
     args = parser.parse_args()
     return step_table(args) if args.step == "table" else step_compare(args)
 

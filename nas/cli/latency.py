@@ -60,12 +60,14 @@ def _predict(spec: Spec, args: argparse.Namespace) -> int:
             raise NasError(f"--{key} {given}: the table {table.path} was measured with {key} {settings[key]}; "
                            "its prediction holds for that setting only")
     parts = latency_breakdown(table, spec, measure_missing=args.measure_missing)
-    predicted = sum(seconds for _, seconds in parts)
+    predicted = table.scale * sum(seconds for _, seconds in parts)
     if args.breakdown:
         print_table([{"part": index, "key": key, "ms": round(seconds * 1e3, 3)}
                      for index, (key, seconds) in enumerate(parts)])
+    calibration = (f"their sum x {table.scale:.3f}, calibrated on {len(table.calibration.networks)} whole networks"
+                   if table.calibration is not None else "their sum, uncalibrated")
     print(f"{spec.name or 'spec'} {spec.resolution}x{spec.resolution}: predicted {predicted * 1e3:.2f} ms "
-          f"({len(parts)} parts of {table.path}, measured on {setup.describe()})")
+          f"({len(parts)} parts of {table.path}, {calibration}; measured on {setup.describe()})")
     if args.no_measure:
         return 0
     here = current_setup(setup.device, threads=setup.threads, batch=setup.batch, runs=setup.runs,

@@ -8,7 +8,16 @@ import time
 
 from nas.arch.resolve import resolve_spec
 from nas.arch.space import DEFAULT_SPACE
-from nas.latency.table import build_table, current_setup, default_table_path, open_table, table_parts
+from nas.errors import NasError
+from nas.latency.table import (
+    CALIBRATION_NETWORKS,
+    build_table,
+    calibrate_on,
+    current_setup,
+    default_table_path,
+    open_table,
+    table_parts,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,14 +33,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     parser.add_argument("--runs", type=int, default=20, help="timed runs per part (default 20)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed warm-up runs per part (default 5)")
+    parser.add_argument("--calibration", type=int, default=CALIBRATION_NETWORKS, metavar="N",
+                        help=f"whole networks timed to calibrate the table when it has no calibration yet "
+                             f"(default {CALIBRATION_NETWORKS}; 0: none)")
+    parser.add_argument("--recalibrate", action="store_true",
+                        help="time the calibration networks again (the machine changed, or its load did)")
     parser.add_argument("--out", help="table file (.json) or folder (default runs/latency-DEVICE-tTHREADS-bBATCH)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.calibration < 0:
+        raise NasError(f"--calibration {args.calibration}: give a number of networks, 0 for none")
     setup = current_setup(args.device, threads=args.threads, batch=args.batch, runs=args.runs, warmup=args.warmup)
     space = args.space or (None if args.spec else DEFAULT_SPACE)
-    parts = table_parts(space, [resolve_spec(model) for model in args.spec], args.resolution)
+    specs = [resolve_spec(model) for model in args.spec]
+    parts = table_parts(space, specs, args.resolution)
     table = open_table(args.out or default_table_path(setup), setup)
     todo = len(table.missing(parts))
     print(f"{len(parts)} parts, {len(parts) - todo} already in {table.path}, {todo} to measure on "
@@ -41,6 +58,12 @@ def run(args: argparse.Namespace) -> int:
     if todo:
         print(f"measured {todo} parts in {time.perf_counter() - start:.1f} s; the table holds {len(table)}: "
               f"{table.path}")
+    if args.calibration and (table.calibration is None or args.recalibrate):
+        start = time.perf_counter()
+        calibration = calibrate_on(table, space, specs, args.resolution, args.calibration)
+        if calibration is not None:
+            print(f"calibrated on {len(calibration.networks)} whole networks in {time.perf_counter() - start:.1f} s: "
+                  f"predictions scale the sum of the entries by {calibration.scale:.3f}")
     return 0
 
 

@@ -141,6 +141,27 @@ def measure_latency(spec: Spec, *, backend: str = "eager", threads: int = 1, bat
                          threads=threads, batch=batch, runs=runs, warmup=warmup, seed=seed, device=device)
 
 
+def time_networks(specs: Sequence[Spec], *, backend: str = "folded", threads: int = 1, batch: int = 1,
+                  runs: int = 20, warmup: int = 5, rounds: int = 4, seed: int = 0,
+                  device: str | torch.device | None = "cpu") -> list[Latency]:
+    """Latency of several networks timed in interleaved rounds (each round visits every network), so that
+    load which comes and goes on a shared machine hits them alike and their ratios stay fair."""
+    if backend not in BACKEND_FORMS:
+        raise NasError(f"unknown latency backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    device = resolve_device(device)
+    calls = []
+    with torch_threads(threads):
+        for spec in specs:
+            torch.manual_seed(seed)
+            x = torch.randn((batch, spec.in_channels, spec.resolution, spec.resolution),
+                            generator=torch.Generator().manual_seed(seed)).to(device)
+            form = BACKEND_FORMS[backend](build_model(spec).eval().to(device), threads, x)
+            calls.append(lambda form=form, x=x: form(x))
+        timed = time_interleaved(calls, runs=runs, warmup=warmup, rounds=rounds,
+                                 wait=functools.partial(synchronize, device))
+    return [Latency(backend, threads, batch, times) for times in timed]
+
+
 def _eager(model: nn.Module, threads: int, example: torch.Tensor) -> Callable[[torch.Tensor], object]:
     return model
 

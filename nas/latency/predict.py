@@ -1,4 +1,5 @@
-"""Predicted latency: a network's latency as the sum of its parts' table entries (stem, blocks, head).
+"""Predicted latency: a network's latency as the sum of its parts' table entries (stem, blocks, head), scaled
+by the table's calibration on whole networks.
 
 The lookup is the search's second objective, so it is pure Python over the block layout (no torch work,
 well under a millisecond a spec). A part the table lacks is a one-line NasError naming it, unless the caller
@@ -28,7 +29,8 @@ def _missing_error(table: LatencyTable, missing: Sequence[str], what: str, hint:
 
 def latency_breakdown(table: LatencyTable, spec: Spec, *, measure_missing: bool = False,
                       progress: Progress | None = None) -> list[tuple[str, float]]:
-    """(key, seconds) of each part of `spec` in network order: stem, every block, head.
+    """(key, seconds) of each part of `spec` in network order: stem, every block, head; the raw entries, whose
+    sum times `table.scale` is the prediction.
 
     With `measure_missing` the parts the table lacks are measured into it first (and saved); otherwise a
     missing part is a NasError naming it.
@@ -45,14 +47,16 @@ def latency_breakdown(table: LatencyTable, spec: Spec, *, measure_missing: bool 
 
 
 def predict_latency(table: LatencyTable, spec: Spec, *, measure_missing: bool = False) -> float:
-    """Predicted latency in seconds: the sum of the table's entries for the spec's parts."""
+    """Predicted latency in seconds: the sum of the table's entries for the spec's parts, times the table's
+    calibration scale (1 for an uncalibrated table)."""
     if not measure_missing:
         entries = table.entries
         try:
-            return sum(entries[key] for key in spec_keys(spec))
+            return table.scale * sum(entries[key] for key in spec_keys(spec))
         except KeyError:
             pass  # latency_breakdown names every missing part
-    return sum(seconds for _, seconds in latency_breakdown(table, spec, measure_missing=measure_missing))
+    parts = latency_breakdown(table, spec, measure_missing=measure_missing)
+    return table.scale * sum(seconds for _, seconds in parts)
 
 
 def check_covers(table: LatencyTable, space: SearchSpace, resolution: int | None = None) -> None:

@@ -6,7 +6,9 @@ wherever `nas.latency.measure` takes it. The file (JSON) records the setup it wa
 machine, torch version, threads, batch, backend, runs and warm-up -- and `build_table` only measures parts
 it lacks, saving atomically after each one: a build can be stopped at any time, resumed, and extended with
 another space, resolution or network. Measuring into a table measured under another setup is refused;
-reading one (to predict for another device) is not.
+reading one (to predict for another device) is not. A table is calibrated on a few whole networks timed beside
+it (`calibrate_table`): a part timed alone pays a fixed cost per call that it does not pay inside a network, so
+the predictor scales the sum of the entries by the table's measured ratio.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import dataclasses
 import json
 import os
 import platform
+import random
+import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,12 +29,12 @@ import torch
 from nas._common.atomic import write_text_atomic
 from nas._common.jsonfile import read_json
 from nas._common.runfiles import LATENCY_TABLE_FILE, RUNS_DIR
-from nas.errors import NasError
-from nas.latency.measure import measure_model
-from nas.model.device import resolve_device
-from nas.arch.space import SearchSpace, load_space
+from nas.arch.space import RandomChoices, SearchSpace, load_space, sample
 from nas.arch.spec import Spec
-from nas.latency.parts import Part, space_parts, unique_parts
+from nas.errors import NasError
+from nas.latency.measure import measure_model, time_networks
+from nas.latency.parts import Part, space_parts, spec_keys, unique_parts
+from nas.model.device import resolve_device
 
 TABLE_SCHEMA = 1
 TABLE_KIND = "effnas latency table"
@@ -80,13 +84,47 @@ def current_setup(device: str = "cpu", *, threads: int = 1, batch: int = 1, runs
                         threads=threads, batch=batch, runs=runs, warmup=warmup)
 
 
+@dataclass(frozen=True)
+class CalibrationPoint:
+    """One whole network timed for the calibration: the sum of its parts' entries against its own latency."""
+
+    network: str
+    parts_s: float
+    measured_s: float
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Whole networks timed beside the table (see `nas.latency.calibrate`), and the scale they give.
+
+    A part timed alone pays a call's fixed cost that the same part inside a network does not, so the raw sum of
+    the entries runs above the network's latency; `scale` (the median of measured / parts over the networks)
+    takes that out.
+    """
+
+    networks: tuple[CalibrationPoint, ...]
+
+    @property
+    def scale(self) -> float:
+        return statistics.median(point.measured_s / point.parts_s for point in self.networks)
+
+
 @dataclass
 class LatencyTable:
-    """Median seconds per part key, measured under `setup`; `path` is where it is saved."""
+    """Median seconds per part key, measured under `setup`; `path` is where it is saved.
+
+    `calibration` (optional) scales the sum of a network's entries to its latency; without one the scale is 1.
+    """
 
     setup: MeasureSetup
     entries: dict[str, float] = field(default_factory=dict)
     path: Path | None = None
+    calibration: Calibration | None = None
+
+    @property
+    def scale(self) -> float:
+        """What the sum of a network's entries is multiplied by to predict its latency."""
+        return self.calibration.scale if self.calibration is not None else 1.0
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -99,8 +137,12 @@ class LatencyTable:
         return [key for key in dict.fromkeys(keys) if key not in self.entries]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema_version": TABLE_SCHEMA, "kind": TABLE_KIND, "setup": dataclasses.asdict(self.setup),
-                "entries": self.entries}
+        data: dict[str, Any] = {"schema_version": TABLE_SCHEMA, "kind": TABLE_KIND,
+                                "setup": dataclasses.asdict(self.setup), "entries": self.entries}
+        if self.calibration is not None:
+            data["calibration"] = {"scale": self.calibration.scale,
+                                   "networks": [dataclasses.asdict(point) for point in self.calibration.networks]}
+        return data
 
     def save(self, path: str | os.PathLike[str] | None = None) -> Path:
         """Write the table atomically (to `path`, else where it was loaded from) and return the file."""
@@ -134,12 +176,20 @@ def load_table(path: str | os.PathLike[str]) -> LatencyTable:
     try:
         setup = MeasureSetup(**data["setup"])
         entries = {str(key): float(value) for key, value in data["entries"].items()}
+        calibration = None
+        if data.get("calibration") is not None:
+            calibration = Calibration(tuple(CalibrationPoint(str(point["network"]), float(point["parts_s"]),
+                                                             float(point["measured_s"]))
+                                            for point in data["calibration"]["networks"]))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise NasError(f"{file}: malformed latency table ({type(exc).__name__}: {exc})") from None
     bad = next((key for key, value in entries.items() if not value > 0), None)
     if bad is not None:
         raise NasError(f"{file}: entry {bad!r} is not a positive number of seconds")
-    return LatencyTable(setup=setup, entries=entries, path=file)
+    if calibration is not None and not (calibration.networks and all(
+            point.parts_s > 0 and point.measured_s > 0 for point in calibration.networks)):
+        raise NasError(f"{file}: the calibration needs at least one network with positive times")
+    return LatencyTable(setup=setup, entries=entries, path=file, calibration=calibration)
 
 
 def open_table(path: str | os.PathLike[str], setup: MeasureSetup) -> LatencyTable:
@@ -195,6 +245,46 @@ def build_table(table: LatencyTable, parts: Mapping[str, Part], *, progress: Pro
 
 
 
+CALIBRATION_NETWORKS = 10  # whole networks timed per calibration: ~1 s each; the scale is their median ratio
+CALIBRATION_SEED = 1234  # the networks are a fixed draw, so a recalibration times the same ones
+
+
+def calibration_specs(space: SearchSpace | None, specs: Sequence[Spec] = (),
+                      count: int = CALIBRATION_NETWORKS) -> list[Spec]:
+    """The networks a table is calibrated on: `count` drawn from `space` with a fixed seed, else `specs`."""
+    if space is None:
+        return list(specs)[:count]
+    rng = random.Random(CALIBRATION_SEED)
+    return [sample(space, RandomChoices(rng)).replace(name=f"{space.name}-calibration{index}")
+            for index in range(count)]
+
+
+def calibrate_table(table: LatencyTable, specs: Sequence[Spec], *, rounds: int = 4) -> Calibration:
+    """Time each spec whole, with the table's setup on this machine, against the sum of its parts' entries;
+    store the result as the table's calibration (and save). The table must hold every part of the specs."""
+    if not specs:
+        raise NasError("a calibration needs at least one network")
+    check_same_setup(table, current_setup(table.setup.device, threads=table.setup.threads,
+                                          batch=table.setup.batch, runs=table.setup.runs,
+                                          warmup=table.setup.warmup))
+    sums = []
+    for spec in specs:
+        keys = spec_keys(spec)
+        missing = table.missing(keys)
+        if missing:
+            raise NasError(f"latency table {table.path or '(not saved)'} has no entry for {missing[0]!r} (a part "
+                           f"of calibration network {spec.name or 'spec'}): measure its parts first")
+        sums.append(sum(table.entries[key] for key in keys))
+    timed = time_networks(specs, backend=table.setup.backend, threads=table.setup.threads, batch=table.setup.batch,
+                          runs=table.setup.runs, warmup=table.setup.warmup, rounds=rounds,
+                          device=table.setup.device)
+    table.calibration = Calibration(tuple(CalibrationPoint(spec.name or f"network{index}", parts, latency.median_s)
+                                          for index, (spec, parts, latency) in enumerate(zip(specs, sums, timed))))
+    if table.path is not None:
+        table.save()
+    return table.calibration
+
+
 def table_parts(space: str | SearchSpace | None = None, specs: Sequence[Spec] = (),
                 resolution: int | None = None) -> dict[str, Part]:
     """The parts of a space (a name, file or loaded space) and of some networks, at `resolution` if given."""
@@ -210,13 +300,28 @@ def table_parts(space: str | SearchSpace | None = None, specs: Sequence[Spec] = 
 def build_latency_table(path: str | os.PathLike[str] | None = None, *, space: str | SearchSpace | None = None,
                         specs: Sequence[Spec] = (), resolution: int | None = None, device: str = "cpu",
                         threads: int = 1, batch: int = 1, runs: int = 20, warmup: int = 5,
+                        calibration: int = CALIBRATION_NETWORKS, recalibrate: bool = False,
                         progress: Progress | None = None) -> LatencyTable:
     """Measure (or complete) the table of a space's and some networks' parts on this machine: `nas latency-table`.
 
     `path` is a .json file or a folder (default runs/latency-DEVICE-tTHREADS-bBATCH); an existing table there
-    is resumed, and refused if it was measured under another setup.
+    is resumed, and refused if it was measured under another setup. Then, unless the table has one already (or
+    `recalibrate`), `calibration` whole networks of the space (else the given specs) are timed to calibrate it;
+    0 leaves it uncalibrated.
     """
     setup = current_setup(device, threads=threads, batch=batch, runs=runs, warmup=warmup)
     table = open_table(path if path is not None else default_table_path(setup), setup)
     build_table(table, table_parts(space, specs, resolution), progress=progress)
+    if calibration > 0 and (table.calibration is None or recalibrate):
+        calibrate_on(table, space, specs, resolution, calibration)
     return table
+
+
+def calibrate_on(table: LatencyTable, space: str | SearchSpace | None, specs: Sequence[Spec] = (),
+                 resolution: int | None = None, count: int = CALIBRATION_NETWORKS) -> Calibration | None:
+    """Calibrate `table` on `count` networks of `space` (else on `specs`) at `resolution` if given; None when
+    there is no network to time."""
+    networks = calibration_specs(load_space(space) if isinstance(space, str) else space, specs, count)
+    if resolution is not None:
+        networks = [spec.replace(resolution=resolution) for spec in networks]
+    return calibrate_table(table, networks) if networks else None

@@ -16,12 +16,16 @@ def test_table_then_prediction_next_to_measurement(run_nas, tmp_path):
     space_file = write_micro_space(tmp_path)
     out = tmp_path / "runs" / "lat"
     code, stdout, _ = run_nas("latency-table", "--space", str(space_file), "--out", str(out), "--runs", "3",
-                              "--warmup", "1")
-    assert code == 0 and "0 already in" in stdout and "measured" in stdout
-    entries = json.loads((out / "latency_table.json").read_text())["entries"]
+                              "--warmup", "1", "--calibration", "2")
+    assert code == 0 and "0 already in" in stdout and "measured" in stdout and "calibrated on 2 whole" in stdout
+    data = json.loads((out / "latency_table.json").read_text())
+    entries, calibration = data["entries"], data["calibration"]
     code, stdout, _ = run_nas("latency-table", "--space", str(space_file), "--out", str(out), "--runs", "3",
-                              "--warmup", "1")
+                              "--warmup", "1", "--calibration", "2")
     assert code == 0 and f"{len(entries)} already in" in stdout and "0 to measure" in stdout
+    assert "calibrated" not in stdout and json.loads((out / "latency_table.json").read_text())["calibration"] == calibration
+    code, _, stderr = run_nas("latency-table", "--space", str(space_file), "--out", str(out), "--calibration", "-1")
+    assert code == 2 and "--calibration -1" in stderr and len(stderr.strip().splitlines()) == 1
 
     space = load_space(str(space_file))
     save_spec(decode(space, {name: choices[-1] for name, choices in space.param_choices().items()}),
@@ -29,6 +33,7 @@ def test_table_then_prediction_next_to_measurement(run_nas, tmp_path):
     code, stdout, _ = run_nas("latency", str(tmp_path / "spec.json"), "--predict", str(out), "--breakdown")
     assert code == 0, stdout
     assert "predicted" in stdout and "median" in stdout and "prediction error" in stdout
+    assert f"their sum x {calibration['scale']:.3f}, calibrated on 2 whole networks" in stdout
     assert "stem_i3_o8_32px" in stdout
 
     code, _, stderr = run_nas("latency", str(tmp_path / "spec.json"), "--predict", str(out), "--threads", "2")
@@ -38,7 +43,7 @@ def test_table_then_prediction_next_to_measurement(run_nas, tmp_path):
 def test_a_network_outside_the_table_is_refused_or_measured_on_demand(run_nas, tmp_path):
     out = tmp_path / "t.json"
     assert run_nas("latency-table", "--space", str(write_micro_space(tmp_path)), "--out", str(out), "--runs", "2",
-                   "--warmup", "0")[0] == 0
+                   "--warmup", "0", "--calibration", "0")[0] == 0
     code, _, stderr = run_nas("latency", "b0", "--predict", str(out), "--resolution", "32", "--no-measure")
     assert code == 2 and len(stderr.strip().splitlines()) == 1
     assert "no entry for 'stem_i3_o32_32px' and 13 more" in stderr and "--measure-missing" in stderr

@@ -120,7 +120,7 @@ def test_bad_latency_inputs_are_one_line_exit_2_and_write_nothing(tmp_path, run_
     full = tiny_table(tmp_path / "full.json")
     space = load_space("tiny")
     one = decode(space, {name: choices[0] for name, choices in space.param_choices().items()})
-    partial = build_latency_table(tmp_path / "partial.json", specs=[one], runs=1, warmup=0)  # measured: 5 parts
+    partial = build_latency_table(tmp_path / "partial.json", specs=[one], runs=1, warmup=0, calibration=0)  # measured: 5 parts
     assert 0 < len(partial) < len(space_parts(space))
     (tmp_path / "junk.json").write_text("{ not json")
     cases = [
