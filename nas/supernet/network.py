@@ -6,10 +6,12 @@ architecture uses a slice of them, the once-for-all / BigNAS way:
 
 - the MBConv path (1x1 expand, kxk depthwise, SE, 1x1 project) at the largest input width, expansion ratio,
   kernel, SE width and output width. A smaller kernel is the centre of the largest one; a smaller expansion
-  ratio, input or output width is a leading slice of the channels; a depthwise-separable block is this path
-  with expand ratio 1 (no expand conv, the depthwise conv on the block input);
-- the regular-conv path (kxk conv, SE) as its own weights, where the stage offers the regular conv op
-  (a separate path, as single-path one-shot does);
+  ratio, input or output width is a leading slice of the channels;
+- the depthwise-separable path (kxk depthwise on the block input, SE, 1x1 project; also MBConv with expand
+  ratio 1, the same block) and the regular-conv path (kxk conv, SE), each with its own weights where the stage
+  offers it (separate paths, as single-path one-shot has). The depthwise-separable block first shared the
+  MBConv path's leading slices, but there its depthwise filters act on the block input, in the MBConv path on
+  expanded channels: one set of weights pulled two ways, and networks mixing the two scored near chance;
 - SE and the residual as switches.
 
 `Supernet.forward(x, spec)` runs one architecture with its slices; `Supernet.extract(spec)` cuts the same
@@ -46,9 +48,10 @@ class SlotShape:
     stride: int
     in_channels: int  # widest input this slot can receive
     out_channels: int  # widest output
-    mid_channels: int  # widest depthwise width (input x expansion), 0 without an MBConv path
+    mid_channels: int  # widest expanded width (input x expansion), 0 without an expanding MBConv choice
     kernel: int  # largest kernel
     se_channels: int  # widest SE squeeze, 0 when SE is never on
+    separable_path: bool  # the stage offers depthwise-separable (or MBConv with expand ratio 1)
     conv_path: bool  # the stage offers the regular conv op
 
 
@@ -110,6 +113,14 @@ class ElasticSlot(nn.Module):
                 self.se_expand = nn.Conv2d(se, mid, 1)
             self.project_weight = _conv_weight(cout, mid, 1)
             self.project_bn = ElasticBatchNorm(cout)
+        if shape.separable_path:
+            self.sep_dw_weight = _conv_weight(cin, 1, k)
+            self.sep_dw_bn = ElasticBatchNorm(cin)
+            if se:
+                self.sep_se_reduce = nn.Conv2d(cin, se, 1)
+                self.sep_se_expand = nn.Conv2d(se, cin, 1)
+            self.sep_project_weight = _conv_weight(cout, cin, 1)
+            self.sep_project_bn = ElasticBatchNorm(cout)
         if shape.conv_path:
             self.conv_weight = _conv_weight(cout, cin, k)
             self.conv_bn = ElasticBatchNorm(cout)
@@ -132,12 +143,22 @@ class ElasticSlot(nn.Module):
             if block.has_expansion:
                 weight = self.expand_weight[:mid, :block.in_channels]
                 out = F.silu(self.expand_bn(F.conv2d(out, weight.contiguous())))
-            weight = _centre(self.dw_weight[:mid], k)
-            out = F.silu(self.dw_bn(F.conv2d(out, weight.contiguous(), None, block.stride, k // 2, groups=mid)))
+            dw, dw_bn, se_reduce, se_expand, project, project_bn = self._depthwise_path(block)
+            weight = _centre(dw[:mid], k)
+            out = F.silu(dw_bn(F.conv2d(out, weight.contiguous(), None, block.stride, k // 2, groups=mid)))
             if block.se_channels:
-                out = _squeeze_excite(out, self.se_reduce, self.se_expand, block.se_channels)
-            out = self.project_bn(F.conv2d(out, self.project_weight[:block.out_channels, :mid].contiguous()))
+                out = _squeeze_excite(out, se_reduce, se_expand, block.se_channels)
+            out = project_bn(F.conv2d(out, project[:block.out_channels, :mid].contiguous()))
         return out + x if block.residual else out
+
+    def _depthwise_path(self, block: BlockLayout) -> tuple[torch.Tensor, ElasticBatchNorm, nn.Conv2d | None,
+                                                         nn.Conv2d | None, torch.Tensor, ElasticBatchNorm]:
+        """The weights a depthwise block runs on: the MBConv path's when it expands, else the separable one's."""
+        if block.has_expansion:
+            return (self.dw_weight, self.dw_bn, getattr(self, "se_reduce", None), getattr(self, "se_expand", None),
+                    self.project_weight, self.project_bn)
+        return (self.sep_dw_weight, self.sep_dw_bn, getattr(self, "sep_se_reduce", None),
+                getattr(self, "sep_se_expand", None), self.sep_project_weight, self.sep_project_bn)
 
     def extract(self, block: BlockLayout) -> dict[str, torch.Tensor]:
         """The state dict of `nas.model.builder.Block(block)` cut from this slot's weights."""
@@ -152,12 +173,13 @@ class ElasticSlot(nn.Module):
         if block.has_expansion:
             state["expand.conv.weight"] = self.expand_weight[:mid, :cin]
             state.update(_prefixed("expand.bn.", self.expand_bn.state(mid)))
-        state["conv.conv.weight"] = _centre(self.dw_weight[:mid], k)
-        state.update(_prefixed("conv.bn.", self.dw_bn.state(mid)))
+        dw, dw_bn, se_reduce, se_expand, project, project_bn = self._depthwise_path(block)
+        state["conv.conv.weight"] = _centre(dw[:mid], k)
+        state.update(_prefixed("conv.bn.", dw_bn.state(mid)))
         if se:
-            state.update(_se_state(self.se_reduce, self.se_expand, mid, se))
-        state["project.conv.weight"] = self.project_weight[:cout, :mid]
-        state.update(_prefixed("project.bn.", self.project_bn.state(cout)))
+            state.update(_se_state(se_reduce, se_expand, mid, se))
+        state["project.conv.weight"] = project[:cout, :mid]
+        state.update(_prefixed("project.bn.", project_bn.state(cout)))
         return state
 
 
@@ -183,8 +205,8 @@ def slot_shapes(space: SearchSpace) -> list[list[SlotShape]]:
     shapes: list[list[SlotShape]] = []
     previous_widths = (space.network["stem_channels"],)
     for stage in space.stages:
-        has_mbconv = any(block in ("mbconv", "ds") for block in stage.block)
-        expand = max(stage.expand) if "mbconv" in stage.block else 1
+        expand = max(stage.expand) if "mbconv" in stage.block else 1  # > 1: the stage has an expanding MBConv
+        separable = "ds" in stage.block or ("mbconv" in stage.block and 1 in stage.expand)
         se_ratio = max(stage.se_ratio)
         slots = []
         for slot in range(max(stage.layers)):
@@ -193,9 +215,10 @@ def slot_shapes(space: SearchSpace) -> list[list[SlotShape]]:
                 stride=stage.stride if slot == 0 else 1,
                 in_channels=widest_in,
                 out_channels=max(stage.filters),
-                mid_channels=widest_in * expand if has_mbconv else 0,
+                mid_channels=widest_in * expand if expand > 1 else 0,
                 kernel=max(stage.kernel),
                 se_channels=squeeze_channels(widest_in, se_ratio),
+                separable_path=separable,
                 conv_path="conv" in stage.block,
             ))
         shapes.append(slots)
@@ -213,6 +236,9 @@ def supernet_parameters(space: SearchSpace, in_channels: int, num_classes: int) 
             if s.mid_channels:  # expand, depthwise (each with BN), project with BN; SE on the depthwise width
                 total += s.mid_channels * (s.in_channels + 2 + s.kernel**2 + 2 + s.out_channels) + 2 * s.out_channels
                 paths.append(s.mid_channels)
+            if s.separable_path:  # depthwise with BN on the input width, project with BN; SE on the input width
+                total += s.in_channels * (s.kernel**2 + 2 + s.out_channels) + 2 * s.out_channels
+                paths.append(s.in_channels)
             if s.conv_path:  # conv with BN; SE on the output width
                 total += s.out_channels * (s.in_channels * s.kernel**2 + 2)
                 paths.append(s.out_channels)

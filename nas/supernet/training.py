@@ -43,6 +43,9 @@ from nas.supernet.network import Supernet
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "supernet.pt"
+# The supernet's weight layout (nas.supernet.network); a checkpoint of another layout is trained again.
+# 2: depthwise-separable blocks on their own weights.
+SUPERNET_LAYOUT = 2
 WINDOW_TRIES = 200  # random draws before settling for the candidate nearest the FLOPs window
 
 
@@ -166,8 +169,8 @@ def _identity(space: SearchSpace, data: ProxyData, preset: SupernetPreset, windo
               seed: int) -> dict[str, Any]:
     """What a checkpoint must match to be resumed or reused: the space's choices, data, preset, window, seed."""
     stages = [asdict(stage) for stage in space.stages]
-    return {"space": space.name, "space_stages": json.loads(json.dumps(stages)), "network": space.network,
-            "data": data.name, "in_channels": data.in_channels, "num_classes": data.num_classes,
+    return {"layout": SUPERNET_LAYOUT, "space": space.name, "space_stages": json.loads(json.dumps(stages)),
+            "network": space.network, "data": data.name, "in_channels": data.in_channels, "num_classes": data.num_classes,
             "train_images": len(data.train_y), "preset": asdict(preset), "window": list(window), "seed": seed}
 
 
@@ -327,6 +330,9 @@ def load_supernet(folder: str | Path) -> SupernetRun:
         raise NasError(f"no supernet checkpoint in {folder} (expected {path})")
     checkpoint = load_checkpoint(path)
     identity = checkpoint["identity"]
+    if identity.get("layout") != SUPERNET_LAYOUT:
+        raise NasError(f"{path} holds a supernet of an older weight layout (layout {identity.get('layout', 1)}, "
+                       f"this version reads {SUPERNET_LAYOUT}): train it again")
     preset = SupernetPreset(**identity["preset"])
     if checkpoint["step"] < preset.steps:
         raise NasError(f"{path} is trained {checkpoint['step']} of {preset.steps} steps: resume its training first")

@@ -3,6 +3,7 @@ weights equals the ordinary `build_model(spec)` network holding the extracted we
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 
@@ -13,7 +14,7 @@ from nas.arch.efficientnet import efficientnet
 from nas.arch.space import RandomChoices, decode, load_space, sample
 from nas.errors import NasError
 from nas.model.builder import model_from_state
-from nas.supernet.network import Supernet, supernet_parameters
+from nas.supernet.network import Supernet, _centre, supernet_parameters
 
 
 def randomized(net: Supernet, seed: int = 1) -> Supernet:
@@ -86,6 +87,29 @@ def test_every_choice_of_the_tiny_space_extracts_into_its_network():
         assert {s.out_channels for s in seen} == set(choices.filters)
         assert {s.repeats for s in seen} == set(choices.layers)
         assert {s.expand for s in seen if s.block in ("mbconv", "ds")} == set(choices.expand)
+
+
+def test_depthwise_separable_blocks_have_their_own_weights(mnasnet_supernet):
+    """ds and MBConv with expand ratio 1 are one block and share one path; an expanding MBConv has its own
+    depthwise and projection weights, so training one never pulls the other's filters."""
+    net = mnasnet_supernet
+    base = efficientnet("b0").replace(name="")
+    stages = list(base.stages)
+
+    def block_state(block: str, expand: int) -> dict[str, torch.Tensor]:
+        stages[3] = dataclasses.replace(base.stages[3], block=block, expand=expand)
+        fitted = net.fit(base.replace(stages=tuple(stages)), 32)
+        first = sum(stage.repeats for stage in fitted.stages[:3])
+        return {key.split(".", 2)[2]: value for key, value in net.extract(fitted).items()
+                if key.startswith(f"blocks.{first}.")}
+
+    ds, mbconv1, mbconv6 = block_state("ds", 1), block_state("mbconv", 1), block_state("mbconv", 6)
+    assert ds.keys() == mbconv1.keys() and all(torch.equal(ds[key], mbconv1[key]) for key in ds)
+    slot = net.stages[3][0]
+    assert torch.equal(ds["conv.conv.weight"], _centre(slot.sep_dw_weight[:ds["conv.conv.weight"].shape[0]], 3))
+    assert torch.equal(mbconv6["conv.conv.weight"], _centre(slot.dw_weight[:mbconv6["conv.conv.weight"].shape[0]], 3))
+    assert slot.sep_dw_weight.data_ptr() != slot.dw_weight.data_ptr()
+    assert slot.sep_project_weight.shape[1] == slot.shape.in_channels < slot.project_weight.shape[1]
 
 
 def test_the_parameter_count_is_known_before_allocation():
