@@ -18,6 +18,7 @@ PostgreSQL server is the tests' throwaway one (tests/postgres.py: fsync off, loo
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import multiprocessing
 import statistics
@@ -103,11 +104,17 @@ def run(args: argparse.Namespace, url: str | None, folder: Path) -> None:
     subprocess.run(report, check=True, capture_output=True, cwd=ROOT)
     report_s = time.monotonic() - t0
 
-    n = args.trials
+    # The late window is the last trials the workers ended, whatever their count (a short study still prints).
+    n = max(number for number, _ in gaps) + 1
     early, late = median_ms(gaps, WINDOW // 2, WINDOW * 3 // 2), median_ms(gaps, n - WINDOW, n)
     storage = "journal file" if url is None else "PostgreSQL"
-    print(f"{storage}: {finished} finished trials ({len(trials)} in all) by {args.workers} workers in {wall:.0f} s "
-          f"({n / wall:.1f} trials/s); output refresh cost share {args.cost_share:g}")
+    states = collections.Counter(t.state.name for t in trials)
+    print(f"{storage}: {finished} finished trials ({len(trials)} in all: "
+          f"{', '.join(f'{count} {state}' for state, count in sorted(states.items()))}; {len(gaps)} trial ends "
+          f"seen by the workers) by {args.workers} workers in {wall:.0f} s ({finished / wall:.1f} trials/s); "
+          f"output refresh cost share {args.cost_share:g}")
+    if finished < args.trials:
+        print(f"  SHORT: the study holds {finished} finished trials, not the {args.trials} asked for")
     print(f"  per-trial overhead (median per worker): trials {WINDOW // 2}-{WINDOW * 3 // 2}: {early:.1f} ms, "
           f"trials {n - WINDOW}-{n}: {late:.1f} ms, ratio {late / early:.2f}x")
     journal = config.run_dir / "study.journal"
