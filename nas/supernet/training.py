@@ -59,11 +59,6 @@ class SupernetPreset:
     resolution: int
     subset: int | None = None  # images of the train+val pool; None = all
     random_archs: int = 2  # sandwich members between the largest and the smallest
-    # The smallest member, and one more largest, take a random block type per stage each step (the largest
-    # with the space's dropout stays the teacher): every path (MBConv, depthwise-separable, conv) then trains
-    # at its widest and narrowest in mixed company, not only inside the all-MBConv largest, the cheapest-op
-    # smallest and one-step random members.
-    mixed_ends: bool = False
     distill: bool = True  # the smaller members learn from the largest's predictions (in-place distillation)
     lr_per_256: float = 0.004  # the proxy trainer's rate (nas.proxy.presets)
     weight_decay: float = 1e-5
@@ -108,14 +103,12 @@ def get_supernet_preset(name: str) -> SupernetPreset:
 # --- the sandwich's architectures ---------------------------------------------------------------------
 
 
-def largest_spec(space: SearchSpace, blocks: dict[int, str] | None = None) -> Spec:
-    """Every stage at its largest choices: the MBConv path where offered (or the block type `blocks` gives the
-    stage, by its 1-based index), largest expansion, kernel, SE ratio, filters and layers, identity skip where
-    offered."""
+def largest_spec(space: SearchSpace) -> Spec:
+    """Every stage at its largest choices: the MBConv path where offered, largest expansion, kernel, SE
+    ratio, filters and layers, identity skip where offered."""
     params = {}
     for i, stage in enumerate(space.stages, start=1):
         block = "mbconv" if "mbconv" in stage.block else ("ds" if "ds" in stage.block else "conv")
-        block = (blocks or {}).get(i, block)
         params.update({f"s{i}_block": block, f"s{i}_kernel": max(stage.kernel), f"s{i}_expand": max(stage.expand),
                        f"s{i}_se": max(stage.se_ratio), f"s{i}_filters": max(stage.filters),
                        f"s{i}_layers": max(stage.layers),
@@ -123,10 +116,9 @@ def largest_spec(space: SearchSpace, blocks: dict[int, str] | None = None) -> Sp
     return decode(space, params)
 
 
-def smallest_spec(space: SearchSpace, blocks: dict[int, str] | None = None) -> Spec:
+def smallest_spec(space: SearchSpace) -> Spec:
     """The fewest FLOPs per stage: smallest filters, layers, kernel, expansion and SE ratio, and of the block
-    types the one that makes the network cheapest -- or the one `blocks` gives the stage (an MBConv then at its
-    smallest expansion above 1 where there is one: expansion 1 is the depthwise-separable block)."""
+    types the one that makes the network cheapest."""
     params = {}
     for i, stage in enumerate(space.stages, start=1):
         params.update({f"s{i}_block": stage.block[0], f"s{i}_kernel": min(stage.kernel),
@@ -134,18 +126,8 @@ def smallest_spec(space: SearchSpace, blocks: dict[int, str] | None = None) -> S
                        f"s{i}_filters": min(stage.filters), f"s{i}_layers": min(stage.layers),
                        f"s{i}_skip": stage.skip[0]})
     for i, stage in enumerate(space.stages, start=1):
-        if blocks is not None and i in blocks:
-            params[f"s{i}_block"] = blocks[i]
-            if blocks[i] == "mbconv":
-                params[f"s{i}_expand"] = min((e for e in stage.expand if e > 1), default=min(stage.expand))
-        else:
-            params[f"s{i}_block"] = min(stage.block, key=lambda b: count_flops(decode(space, {**params, f"s{i}_block": b})))
+        params[f"s{i}_block"] = min(stage.block, key=lambda b: count_flops(decode(space, {**params, f"s{i}_block": b})))
     return decode(space, params)
-
-
-def random_blocks(space: SearchSpace, rng: random.Random) -> dict[int, str]:
-    """A block type per stage (1-based), uniformly among each stage's."""
-    return {i: rng.choice(stage.block) for i, stage in enumerate(space.stages, start=1)}
 
 
 def random_spec_in_window(space: SearchSpace, window: tuple[float, float], rng: random.Random) -> Spec:
@@ -290,11 +272,6 @@ def train_supernet(space: SearchSpace, data: ProxyData, preset: SupernetPreset, 
         rng = random.Random(_step_seed(seed, step, "archs"))
         members = [supernet.fit(random_spec_in_window(space, window, rng), preset.resolution)
                    for _ in range(preset.random_archs)]
-        small = smallest
-        if preset.mixed_ends:
-            blocks = random_blocks(space, rng)
-            small = supernet.fit(smallest_spec(space, blocks), preset.resolution)
-            members.append(supernet.fit(largest_spec(space, blocks), preset.resolution))
         lr = schedule(step)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -305,7 +282,7 @@ def train_supernet(space: SearchSpace, data: ProxyData, preset: SupernetPreset, 
         _check_finite(loss, step)
         loss.backward()
         soft_targets = logits.detach().softmax(1) if preset.distill else None
-        for member in [small, *members]:
+        for member in [smallest, *members]:
             member_logits = supernet(inputs, member)
             if soft_targets is not None:
                 member_loss = torch.sum(-soft_targets * F.log_softmax(member_logits, 1), 1).mean()
@@ -313,7 +290,7 @@ def train_supernet(space: SearchSpace, data: ProxyData, preset: SupernetPreset, 
                 member_loss = F.cross_entropy(member_logits, targets, label_smoothing=preset.label_smoothing)
             _check_finite(member_loss, step)
             member_loss.backward()
-            if member is small:
+            if member is smallest:
                 losses += torch.stack([loss.detach(), member_loss.detach()])
         optimizer.step()
         ema.update(supernet)

@@ -20,7 +20,6 @@ from nas.supernet.training import (
     get_supernet_preset,
     largest_spec,
     load_supernet,
-    random_blocks,
     random_spec_in_window,
     smallest_spec,
     train_supernet,
@@ -48,33 +47,6 @@ def test_sandwich_ends_span_the_space():
     mbconv_only = [spec for spec in drawn if all(stage.block != "conv" for stage in spec.stages)]
     assert mbconv_only and count_flops(largest_spec(space)) >= max(map(count_flops, mbconv_only))
     assert all(WINDOW[0] <= count_flops(random_spec_in_window(space, WINDOW, rng)) <= WINDOW[1] for _ in range(20))
-
-
-def test_mixed_ends_take_the_given_block_type_per_stage():
-    """The mixed-ends option's members: the largest and the smallest of a drawn block type per stage (an MBConv
-    smallest at its smallest expansion above 1, since expansion 1 is the depthwise-separable block)."""
-    space = load_space("mnasnet")
-    blocks = random_blocks(space, random.Random(1))
-    assert set(blocks) == set(range(1, len(space.stages) + 1))
-    assert all(blocks[i] in stage.block for i, stage in enumerate(space.stages, start=1))
-    draws = [random_blocks(space, random.Random(seed)) for seed in range(30)]
-    assert all({draw[i] for draw in draws} == set(stage.block) for i, stage in enumerate(space.stages, start=1))
-    large, small = largest_spec(space, blocks), smallest_spec(space, blocks)
-    for i, stage in enumerate(space.stages):
-        assert large.stages[i].block == small.stages[i].block == blocks[i + 1]
-        assert large.stages[i].out_channels == max(stage.filters) and small.stages[i].out_channels == min(stage.filters)
-        if blocks[i + 1] == "mbconv":
-            assert small.stages[i].expand == 3 and large.stages[i].expand == 6
-    assert largest_spec(space) == largest_spec(space, {}) and smallest_spec(space) == smallest_spec(space, None)
-
-
-def test_mixed_ends_training_is_seeded_and_changes_the_run(data):
-    space = load_space("tiny")
-    preset = get_supernet_preset("tiny").with_changes(mixed_ends=True, random_archs=1, steps=4)
-    one, two = (train_supernet(space, data, preset, window=WINDOW, seed=3) for _ in range(2))
-    plain = train_supernet(space, data, get_supernet_preset("tiny").with_changes(steps=4), window=WINDOW, seed=3)
-    assert all(torch.equal(value, weights(two)[key]) for key, value in weights(one).items())
-    assert any(not torch.equal(value, weights(plain)[key]) for key, value in weights(one).items())
 
 
 def test_seeded_training_repeats_and_a_killed_run_resumes_exactly(tmp_path, data):
