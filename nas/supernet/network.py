@@ -95,9 +95,42 @@ def _centre(weight: torch.Tensor, kernel: int) -> torch.Tensor:
     return weight[..., start:start + kernel, start:start + kernel]
 
 
+class DepthwisePath(nn.Module):
+    """kxk depthwise conv with BN, SE on its width, 1x1 projection with BN, at their widest: the part an MBConv
+    (on expanded channels) and a depthwise-separable block (on the block input) each hold on their own."""
+
+    def __init__(self, width: int, out_channels: int, kernel: int, se_channels: int) -> None:
+        super().__init__()
+        self.dw_weight = _conv_weight(width, 1, kernel)
+        self.dw_bn = ElasticBatchNorm(width)
+        self.se_reduce = nn.Conv2d(width, se_channels, 1) if se_channels else None
+        self.se_expand = nn.Conv2d(se_channels, width, 1) if se_channels else None
+        self.project_weight = _conv_weight(out_channels, width, 1)
+        self.project_bn = ElasticBatchNorm(out_channels)
+
+    def forward(self, x: torch.Tensor, block: BlockLayout, kernel: int) -> torch.Tensor:
+        mid = block.mid_channels
+        weight = _centre(self.dw_weight[:mid], kernel)
+        out = F.silu(self.dw_bn(F.conv2d(x, weight.contiguous(), None, block.stride, kernel // 2, groups=mid)))
+        if block.se_channels:
+            out = _squeeze_excite(out, self.se_reduce, self.se_expand, block.se_channels)
+        return self.project_bn(F.conv2d(out, self.project_weight[:block.out_channels, :mid].contiguous()))
+
+    def extract(self, block: BlockLayout) -> dict[str, torch.Tensor]:
+        """The depthwise, SE and projection entries of `nas.model.builder.Block(block)`'s state dict."""
+        mid, cout = block.mid_channels, block.out_channels
+        state = {"conv.conv.weight": _centre(self.dw_weight[:mid], block.kernel)}
+        state.update(_prefixed("conv.bn.", self.dw_bn.state(mid)))
+        if block.se_channels:
+            state.update(_se_state(self.se_reduce, self.se_expand, mid, block.se_channels))
+        state["project.conv.weight"] = self.project_weight[:cout, :mid]
+        state.update(_prefixed("project.bn.", self.project_bn.state(cout)))
+        return state
+
+
 class ElasticSlot(nn.Module):
-    """One block slot: the MBConv path (expand, depthwise, SE, project) and, where offered, the regular-conv
-    path (conv, SE), each at the slot's largest shape."""
+    """One block slot: the MBConv path (expand, then its depthwise path), the depthwise-separable path and the
+    regular-conv path (conv, SE), each where the stage offers it, at the slot's largest shape."""
 
     def __init__(self, shape: SlotShape) -> None:
         super().__init__()
@@ -106,21 +139,9 @@ class ElasticSlot(nn.Module):
         if mid:
             self.expand_weight = _conv_weight(mid, cin, 1)
             self.expand_bn = ElasticBatchNorm(mid)
-            self.dw_weight = _conv_weight(mid, 1, k)
-            self.dw_bn = ElasticBatchNorm(mid)
-            if se:
-                self.se_reduce = nn.Conv2d(mid, se, 1)
-                self.se_expand = nn.Conv2d(se, mid, 1)
-            self.project_weight = _conv_weight(cout, mid, 1)
-            self.project_bn = ElasticBatchNorm(cout)
+            self.mbconv = DepthwisePath(mid, cout, k, se)
         if shape.separable_path:
-            self.sep_dw_weight = _conv_weight(cin, 1, k)
-            self.sep_dw_bn = ElasticBatchNorm(cin)
-            if se:
-                self.sep_se_reduce = nn.Conv2d(cin, se, 1)
-                self.sep_se_expand = nn.Conv2d(se, cin, 1)
-            self.sep_project_weight = _conv_weight(cout, cin, 1)
-            self.sep_project_bn = ElasticBatchNorm(cout)
+            self.separable = DepthwisePath(cin, cout, k, se)
         if shape.conv_path:
             self.conv_weight = _conv_weight(cout, cin, k)
             self.conv_bn = ElasticBatchNorm(cout)
@@ -137,28 +158,12 @@ class ElasticSlot(nn.Module):
             out = F.silu(self.conv_bn(F.conv2d(x, weight.contiguous(), None, block.stride, k // 2)))
             if block.se_channels:
                 out = _squeeze_excite(out, self.conv_se_reduce, self.conv_se_expand, block.se_channels)
+        elif block.has_expansion:
+            weight = self.expand_weight[:block.mid_channels, :block.in_channels]
+            out = self.mbconv(F.silu(self.expand_bn(F.conv2d(x, weight.contiguous()))), block, k)
         else:
-            mid = block.mid_channels
-            out = x
-            if block.has_expansion:
-                weight = self.expand_weight[:mid, :block.in_channels]
-                out = F.silu(self.expand_bn(F.conv2d(out, weight.contiguous())))
-            dw, dw_bn, se_reduce, se_expand, project, project_bn = self._depthwise_path(block)
-            weight = _centre(dw[:mid], k)
-            out = F.silu(dw_bn(F.conv2d(out, weight.contiguous(), None, block.stride, k // 2, groups=mid)))
-            if block.se_channels:
-                out = _squeeze_excite(out, se_reduce, se_expand, block.se_channels)
-            out = project_bn(F.conv2d(out, project[:block.out_channels, :mid].contiguous()))
+            out = self.separable(x, block, k)
         return out + x if block.residual else out
-
-    def _depthwise_path(self, block: BlockLayout) -> tuple[torch.Tensor, ElasticBatchNorm, nn.Conv2d | None,
-                                                         nn.Conv2d | None, torch.Tensor, ElasticBatchNorm]:
-        """The weights a depthwise block runs on: the MBConv path's when it expands, else the separable one's."""
-        if block.has_expansion:
-            return (self.dw_weight, self.dw_bn, getattr(self, "se_reduce", None), getattr(self, "se_expand", None),
-                    self.project_weight, self.project_bn)
-        return (self.sep_dw_weight, self.sep_dw_bn, getattr(self, "sep_se_reduce", None),
-                getattr(self, "sep_se_expand", None), self.sep_project_weight, self.sep_project_bn)
 
     def extract(self, block: BlockLayout) -> dict[str, torch.Tensor]:
         """The state dict of `nas.model.builder.Block(block)` cut from this slot's weights."""
@@ -170,17 +175,11 @@ class ElasticSlot(nn.Module):
             if se:
                 state.update(_se_state(self.conv_se_reduce, self.conv_se_expand, cout, se))
             return state
-        if block.has_expansion:
-            state["expand.conv.weight"] = self.expand_weight[:mid, :cin]
-            state.update(_prefixed("expand.bn.", self.expand_bn.state(mid)))
-        dw, dw_bn, se_reduce, se_expand, project, project_bn = self._depthwise_path(block)
-        state["conv.conv.weight"] = _centre(dw[:mid], k)
-        state.update(_prefixed("conv.bn.", dw_bn.state(mid)))
-        if se:
-            state.update(_se_state(se_reduce, se_expand, mid, se))
-        state["project.conv.weight"] = project[:cout, :mid]
-        state.update(_prefixed("project.bn.", project_bn.state(cout)))
-        return state
+        if not block.has_expansion:
+            return self.separable.extract(block)
+        state["expand.conv.weight"] = self.expand_weight[:mid, :cin]
+        state.update(_prefixed("expand.bn.", self.expand_bn.state(mid)))
+        return {**state, **self.mbconv.extract(block)}
 
 
 def _squeeze_excite(x: torch.Tensor, reduce: nn.Conv2d, expand: nn.Conv2d, squeeze: int) -> torch.Tensor:

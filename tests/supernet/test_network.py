@@ -106,10 +106,10 @@ def test_depthwise_separable_blocks_have_their_own_weights(mnasnet_supernet):
     ds, mbconv1, mbconv6 = block_state("ds", 1), block_state("mbconv", 1), block_state("mbconv", 6)
     assert ds.keys() == mbconv1.keys() and all(torch.equal(ds[key], mbconv1[key]) for key in ds)
     slot = net.stages[3][0]
-    assert torch.equal(ds["conv.conv.weight"], _centre(slot.sep_dw_weight[:ds["conv.conv.weight"].shape[0]], 3))
-    assert torch.equal(mbconv6["conv.conv.weight"], _centre(slot.dw_weight[:mbconv6["conv.conv.weight"].shape[0]], 3))
-    assert slot.sep_dw_weight.data_ptr() != slot.dw_weight.data_ptr()
-    assert slot.sep_project_weight.shape[1] == slot.shape.in_channels < slot.project_weight.shape[1]
+    assert torch.equal(ds["conv.conv.weight"], _centre(slot.separable.dw_weight[:ds["conv.conv.weight"].shape[0]], 3))
+    assert torch.equal(mbconv6["conv.conv.weight"], _centre(slot.mbconv.dw_weight[:mbconv6["conv.conv.weight"].shape[0]], 3))
+    assert slot.separable.dw_weight.data_ptr() != slot.mbconv.dw_weight.data_ptr()
+    assert slot.separable.project_weight.shape[1] == slot.shape.in_channels < slot.mbconv.project_weight.shape[1]
 
 
 def test_the_parameter_count_is_known_before_allocation():
