@@ -95,7 +95,7 @@ class CalibrationPoint:
 
 @dataclass(frozen=True)
 class Calibration:
-    """Whole networks timed beside the table (see `nas.latency.calibrate`), and the scale they give.
+    """Whole networks timed beside the table (see `calibrate_table`), and the scale they give.
 
     A part timed alone pays a call's fixed cost that the same part inside a network does not, so the raw sum of
     the entries runs above the network's latency; `scale` (the median of measured / parts over the networks)
@@ -245,7 +245,7 @@ def build_table(table: LatencyTable, parts: Mapping[str, Part], *, progress: Pro
 
 
 
-CALIBRATION_NETWORKS = 10  # whole networks timed per calibration: ~1 s each; the scale is their median ratio
+CALIBRATION_NETWORKS = 10  # whole networks timed per calibration; the scale is the median of their ratios
 CALIBRATION_SEED = 1234  # the networks are a fixed draw, so a recalibration times the same ones
 
 
