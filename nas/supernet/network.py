@@ -9,9 +9,9 @@ architecture uses a slice of them, the once-for-all / BigNAS way:
   ratio, input or output width is a leading slice of the channels;
 - the depthwise-separable path (kxk depthwise on the block input, SE, 1x1 project; also MBConv with expand
   ratio 1, the same block) and the regular-conv path (kxk conv, SE), each with its own weights where the stage
-  offers it (separate paths, as single-path one-shot has). The depthwise-separable block first shared the
-  MBConv path's leading slices, but there its depthwise filters act on the block input, in the MBConv path on
-  expanded channels: one set of weights pulled two ways, and networks mixing the two scored near chance;
+  offers it (separate paths, as single-path one-shot has). Depthwise-separable does not share the MBConv
+  path's leading slices: its depthwise filters act on the block input, the MBConv path's on expanded
+  channels, and one set of weights would serve two meanings;
 - SE and the residual as switches.
 
 `Supernet.forward(x, spec)` runs one architecture with its slices; `Supernet.extract(spec)` cuts the same
