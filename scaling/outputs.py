@@ -110,6 +110,12 @@ def write_ablation(folder: Path, rows: Sequence[dict[str, Any]]) -> None:
     plot_ablation(folder / "ablation.png", list(rows))
 
 
+def skips_sentence(stages: Sequence[int]) -> str:
+    """What the stage did to a base whose stages lacked the identity skip (`with_identity_skips`)."""
+    return (f"The base's stage(s) {', '.join(map(str, stages))} had no identity skip: they were scaled with it "
+            "on, since a plain stage deepened does not train (--keep-skips scales the base as it is).")
+
+
 def write_summary(path: Path, report: Any) -> None:
     """summary.md: the coefficients and how they were found, the grid, the family, the ablation's verdicts."""
     from nas._common.tables import markdown_table
@@ -122,6 +128,8 @@ def write_summary(path: Path, report: Any) -> None:
                    f"(alpha x beta^2 x gamma^2 = {alpha * beta**2 * gamma**2:.3f}).\n")
     else:
         out.append("Coefficients: the published B1-B7 multipliers.\n")
+    if report.skips_added:
+        out.append(f"\n{skips_sentence(report.skips_added)}\n")
     if report.separation:
         out.append(f"\nAgainst the seed spread: {report.separation}.\n")
     if report.grid:

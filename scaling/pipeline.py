@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,7 @@ class ScalingOptions:
     ablation_budgets: tuple[float, ...] = DEFAULT_BUDGETS
     progress: bool = False
     device: str | None = None  # where the grid points train (nas.model.device); None = auto
+    keep_skips: bool = False  # scale the base as it is, stages without an identity skip included
 
     @property
     def rungs(self) -> tuple[Rung, ...]:
@@ -83,7 +85,23 @@ class ScalingReport:
     verdicts: list[str] = field(default_factory=list)  # the ablation's line per budget
     seconds: float = 0.0
     unfinished: int = 0  # grid points still training in another process
+    skips_added: list[int] = field(default_factory=list)  # stages (1-based) given the identity skip they lacked
     left_out: list[str] = field(default_factory=list)  # members past the spec's limits
+
+
+def with_identity_skips(base: Spec) -> tuple[Spec, list[int]]:
+    """The base with every stage's identity skip on, and the stages (1-based) that lacked it.
+
+    Depth scaling repeats a stage's block; in a stage without a skip the copies make a plain stack, which at
+    twice the depth does not train in the grid's short runs (nor in 140 steps: bench/bench_scaling_depth.py),
+    while the same points with the skip train. EfficientNet's own stages all carry it (the reference's
+    id_skip). The skip applies only where a block keeps its shape, so it adds no weights and no FLOPs.
+    """
+    lacking = [index + 1 for index, stage in enumerate(base.stages) if not stage.skip]
+    if not lacking:
+        return base, []
+    stages = tuple(dataclasses.replace(stage, skip=True) for stage in base.stages)
+    return dataclasses.replace(base, stages=stages), lacking
 
 
 def _check_options(base: Spec, options: ScalingOptions) -> None:
@@ -230,11 +248,16 @@ def derive_family(
 
 
 def scale_base(base: Spec, run_dir: Path, options: ScalingOptions) -> ScalingReport:
-    """Find or take the coefficients, derive the family and write run_dir/family/ (specs, csvs, plot)."""
+    """Find or take the coefficients, derive the family and write run_dir/family/ (specs, csvs, plot).
+
+    Unless `options.keep_skips`, the base is scaled with every stage's identity skip on (`with_identity_skips`).
+    """
     _check_options(base, options)
     started = time.perf_counter()
     run_dir = Path(run_dir)
     report = ScalingReport(folder=run_dir / FAMILY_FOLDER, coefficients=options.coefficients)
+    if not options.keep_skips:
+        base, report.skips_added = with_identity_skips(base)
     if not options.published and options.coefficients is None:
         report.coefficients, report.grid, report.unfinished, report.separation = search_coefficients(
             base, run_dir, options)

@@ -17,6 +17,7 @@ from nas.arch.resolve import RUN_FOLDER_SPEC_FILES, resolve_spec
 from nas.cli.config_file import add_config_option, save_run_settings
 from nas.errors import NasError
 from scaling.grid import CONSTRAINTS, DEPTH_ROUNDINGS
+from scaling.outputs import skips_sentence
 from scaling.pipeline import (
     ScalingOptions,
     ScalingReport,
@@ -57,6 +58,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              " at the same FLOPs (ablation.csv, ablation.png)")
     parser.add_argument("--ablation-budgets", default=",".join(f"{b:g}" for b in defaults.ablation_budgets),
                         help="FLOPs budgets of the ablation as multiples of the base's (default %(default)s)")
+    parser.add_argument("--keep-skips", action="store_true",
+                        help="scale the base as it is: by default a stage without an identity skip gets one,"
+                             " since a plain stage made deeper does not train")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--device", help="where the grid points train: auto (CUDA when there is a GPU), cpu, "
                                          "cuda, cuda:N or mps (default auto)")
@@ -116,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         storage=args.storage, coefficients=_coefficients(args), published=args.published,
         budgets=parse_flops_list(args.budgets) if args.budgets else None, progress=sys.stderr.isatty(),
-        device=args.device,
+        device=args.device, keep_skips=args.keep_skips,
     )
     folder = run_folder(args.base, args.study, args.runs)
     try:
@@ -130,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_report(report: ScalingReport) -> None:
+    if report.skips_added:
+        print(skips_sentence(report.skips_added))
     if report.grid:
         print("grid at phi = 1:")
         print_table(report.grid)

@@ -4,6 +4,7 @@ the family files and the command's error paths."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import itertools
 import math
 
@@ -15,6 +16,7 @@ from nas._common.parse import parse_flops_list
 from nas.arch.compound import scale
 from nas.arch.cost import count_flops, count_params
 from nas.arch.efficientnet import efficientnet
+from nas.arch.layout import block_layout
 from nas.arch.spec import load_spec
 from nas.errors import NasError
 from nas.model.builder import build_model
@@ -27,6 +29,7 @@ from scaling.family import (
     published_family,
 )
 from scaling.grid import axis_values, flops_ratio, grid_points, scale_point
+from scaling.pipeline import with_identity_skips
 
 REFERENCE_PARAMS = [5_288_548, 7_794_184, 9_109_994, 12_233_232, 19_341_616, 30_389_784, 43_040_704, 66_347_960]
 
@@ -257,3 +260,38 @@ def test_the_default_grid_is_the_papers_kind_with_the_papers_point_beside_it():
     assert len(grid) == 21 and added and len(points) == 22 and label == "a1.2_b1.1_g1.15"
     fine = grid_points(b0, 0.05, 0.1)
     assert reference_point(b0, fine, "round")[2] is False  # on a 0.05 grid the paper's point is a grid point
+
+
+def _without_skips(spec, stages):
+    """The spec with the identity skip off in the given stages (0-based)."""
+    return dataclasses.replace(spec, stages=tuple(
+        dataclasses.replace(stage, skip=index not in stages) for index, stage in enumerate(spec.stages)))
+
+
+def test_identity_skips_are_added_where_missing_and_cost_nothing():
+    b0 = efficientnet("b0")
+    assert with_identity_skips(b0) == (b0, [])
+    plain = _without_skips(b0, {2, 4})
+    skipped, lacking = with_identity_skips(plain)
+    assert lacking == [3, 5] and skipped == b0
+    assert (count_params(skipped), count_flops(skipped)) == (count_params(plain), count_flops(plain))
+    # The layout's residual blocks are exactly the stride-1, same-shape blocks of those stages.
+    residual = [block.residual for block in block_layout(skipped)]
+    assert sum(residual) - sum(block.residual for block in block_layout(plain)) == \
+        sum(stage.repeats - 1 for stage in (b0.stages[2], b0.stages[4]))
+
+
+def test_scale_gives_a_plain_stage_its_skip_unless_told_to_keep_it(run_nas, tmp_path):
+    base = tmp_path / "plain.json"
+    base.write_text(_without_skips(efficientnet("b0"), {3}).to_json())
+    given = ("--alpha", "1.2", "--beta", "1.1", "--gamma", "1.15", "--runs", str(tmp_path))
+    code, out, err = run_nas("scale", "--base", str(base), "--study", "added", *given)
+    assert code == 0, err
+    assert "stage(s) 4 had no identity skip" in out
+    family = tmp_path / "added" / "family"
+    assert "stage(s) 4 had no identity skip" in (family / "summary.md").read_text()
+    assert all(stage.skip for stage in load_spec(family / "b3.json").stages)
+    code, out, err = run_nas("scale", "--base", str(base), "--study", "kept", "--keep-skips", *given)
+    assert code == 0, err
+    assert "identity skip" not in out
+    assert not load_spec(tmp_path / "kept" / "family" / "b3.json").stages[3].skip
