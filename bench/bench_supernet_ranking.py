@@ -130,8 +130,10 @@ def main() -> None:
             record = cached(f"standalone:{index}:{seed}", run)
             print(f"arch {index:2d} seed {seed}: val {record['val_acc']:.4f} held-out {record['held_acc']:.4f} "
                   f"({record['seconds']:.0f} s)", flush=True)
-        record = cached(f"one_epoch:{index}", lambda spec=spec: {"val_acc": train(spec, standalone, one_epoch,
-                                                                                 seed=0).val_acc})
+        def short(spec=spec):
+            result = train(spec, standalone, one_epoch, seed=0)
+            return {"val_acc": result.val_acc, "seconds": result.seconds}
+        cached(f"one_epoch:{index}", short)
     sn_preset = get_supernet_preset("search").with_changes(steps=args.supernet_steps)
     run = train_supernet(load_space("mnasnet"), full, sn_preset, window=WINDOW, seed=args.seed,
                          folder=args.out / f"supernet-{sn_preset.steps}", data_source="fashion-mnist",
@@ -150,11 +152,14 @@ def main() -> None:
 
     seeds = [[cache[f"standalone:{i}:{s}"] for s in (0, 1)] for i in range(len(specs))]
     truth = [statistics.fmean(r["val_acc"] for r in runs) for runs in seeds]
+    one_epoch_seconds = [cache[f"one_epoch:{i}"].get("seconds", math.nan) for i in range(len(specs))]
+    # name -> (values, seconds per candidate once set up; the supernet's training is printed below)
     estimators = {
-        "supernet score": scores,
-        "supernet val loss (negated)": losses,
-        "parameter count": [float(count_params(spec)) for spec in specs],
-        "1-epoch stand-alone": [cache[f"one_epoch:{i}"]["val_acc"] for i in range(len(specs))],
+        "supernet score": (scores, statistics.median(seconds)),
+        "supernet val loss (negated)": (losses, statistics.median(seconds)),
+        "parameter count": ([float(count_params(spec)) for spec in specs], 0.0),
+        "1-epoch stand-alone": ([cache[f"one_epoch:{i}"]["val_acc"] for i in range(len(specs))],
+                                statistics.median(one_epoch_seconds)),
     }
     print()
     print("noise ceilings (Kendall tau between the two stand-alone seeds):")
@@ -167,12 +172,13 @@ def main() -> None:
     print_table(ceilings)
     ceiling = kendall_tau(*([runs[s]["val_acc"] for runs in seeds] for s in (0, 1)))
     rows = []
-    for name, values in estimators.items():
+    for name, (values, cost) in estimators.items():
         tau = kendall_tau(values, truth)
         low, high = bootstrap_tau(values, truth)
         rows.append({"estimator": name, "tau": round(tau, 3), "90% interval": f"{low:.2f} to {high:.2f}",
                      "tau / ceiling": round(tau / ceiling, 2) if ceiling > 0 else math.nan,
-                     "top-10% precision": round(top_precision(values, truth), 2)})
+                     "top-10% precision": round(top_precision(values, truth), 2),
+                     "s / candidate": round(cost, 2)})
     print("\nestimators against the mean stand-alone validation accuracy:")
     print_table(rows)
     held_truth = [statistics.fmean(r["held_acc"] for r in runs) for runs in seeds]
