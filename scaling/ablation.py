@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import statistics
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,8 @@ FLOPS_MATCH = 0.05  # every method's network within 5% of the budget's FLOPs
 ABLATION_STUDY = "ablation"
 SETTINGS_ATTR = "ablation_settings"
 BISECTION_STEPS = 60
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,10 @@ def run_ablation(study: Any, settings: AblationSettings, data: Any, seed: int,
                                              epochs=settings.rung.epochs)
         result = train(network.spec, rung_data(data, settings.rung), dataclasses.replace(preset, subset=None),
                        seed=run_seed, device=device)
+        last = result.history[-1]
+        log.info("ablation %s at %gx the base's FLOPs, seed %d (%d px): loss %.3f val_acc %.4f in %.0f s",
+                 network.method, network.budget, run_seed, preset.resolution, last.train_loss, last.val_acc,
+                 result.seconds)
         failure = did_train(result.history, data.num_classes)
         if failure:
             raise RuntimeError(failure)  # reported as a failed run; its accuracy is not evidence
