@@ -11,7 +11,7 @@ from nas.arch.efficientnet import efficientnet
 from nas.arch.spec import Spec, StageSpec
 from nas.errors import NasError
 from nas.proxy.presets import PRESETS
-from scaling.ablation import FLOPS_MATCH, METHODS, scale_to_budget
+from scaling.ablation import FLOPS_MATCH, METHODS, scale_to_budget, verdicts
 from tests.scaling.test_grid_study import QUICK
 
 # Small enough to train in seconds, with channels and repeats fine enough for every method to land within 5%.
@@ -62,3 +62,16 @@ def test_ablation_end_to_end_writes_both_files(run_nas, tmp_path, monkeypatch):
     verdicts = [line for line in out.splitlines() if line.startswith("ablation:")]
     assert len(verdicts) == 2 and all("seed spread" in line for line in verdicts)
     assert "Compound against single-dimension scaling" in (folder / "summary.md").read_text()
+
+
+def test_the_verdict_weighs_the_gap_against_the_two_compared_methods_spreads():
+    def row(method, acc, spread):
+        return {"method": method, "budget": 4.0, "val_acc": acc, "spread": spread}
+    rows = [{"method": "base", "budget": 1.0, "val_acc": 0.76, "spread": 0.01},
+            row("compound", 0.765, 0.0115), row("depth", 0.538, 0.19), row("width", 0.735, 0.03),
+            row("resolution", 0.7885, 0.006)]
+    (line,) = verdicts(rows)
+    assert line.startswith("4x FLOPs: resolution scaling wins (0.7885) over compound (0.7650) by 2.35 points")
+    assert "more than the larger seed spread of the two (1.15 points)" in line
+    rows[2]["val_acc"] = 0.78  # now depth is the runner-up: its own 19-point spread decides
+    assert "within the larger seed spread of the two (19.00 points)" in verdicts(rows)[0]
