@@ -22,7 +22,7 @@ from scaling.grid import scale_point
 from scaling.halving import DEFAULT_RUNGS, Rung, did_train, proxy_resolution, rung_data
 from scaling.pipeline import DEFAULT_PROXY, with_identity_skips
 
-# name -> (identity skips on, learning-rate multiple, rung-length multiple)
+# name -> (identity skips on, learning-rate multiple, rung-length multiple: that many times the rung's images)
 VARIANTS = {
     "as is": (False, 1.0, 1),
     "as is, lr / 2": (False, 0.5, 1),
@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--base", required=True, help="a spec file, run folder or family name")
     parser.add_argument("--points", nargs="+", default=["2,1,1", "1.6,1.1,1", "1,1.3,1.1"],
                         help="alpha,beta,gamma of each point")
+    parser.add_argument("--data", default="fashion-mnist", help="the grid's data set (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     base = resolve_spec(args.base)
@@ -44,9 +45,11 @@ def main() -> None:
     print(f"base {args.base}: stages without an identity skip: {lacking or 'none'}")
     preset = get_preset(DEFAULT_PROXY)
     first = DEFAULT_RUNGS[0]
-    data = load_dataset("fashion-mnist", seed=args.seed)
+    data = load_dataset(args.data, seed=args.seed)
     print(f"{'variant':20s} {'point':16s} {'blocks':>6s} {'steps':>5s} {'loss':>6s} {'val_acc':>7s}  trained  seconds")
     for name, (skips, lr_multiple, length) in VARIANTS.items():
+        if skips and not lacking:
+            continue  # the base has every skip: the variant is "as is"
         for text in args.points:
             alpha, beta, gamma = (float(value) for value in text.split(","))
             spec = scale_point(skipped if skips else base, alpha, beta, 1.0)

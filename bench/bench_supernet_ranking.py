@@ -152,14 +152,15 @@ def main() -> None:
 
     seeds = [[cache[f"standalone:{i}:{s}"] for s in (0, 1)] for i in range(len(specs))]
     truth = [statistics.fmean(r["val_acc"] for r in runs) for runs in seeds]
-    one_epoch_seconds = [cache[f"one_epoch:{i}"].get("seconds", math.nan) for i in range(len(specs))]
+    # Records cached before the runs were timed have no seconds: the median is over those that have.
+    one_epoch_seconds = [cache[f"one_epoch:{i}"]["seconds"] for i in range(len(specs)) if "seconds" in cache[f"one_epoch:{i}"]]
     # name -> (values, seconds per candidate once set up; the supernet's training is printed below)
     estimators = {
         "supernet score": (scores, statistics.median(seconds)),
         "supernet val loss (negated)": (losses, statistics.median(seconds)),
         "parameter count": ([float(count_params(spec)) for spec in specs], 0.0),
         "1-epoch stand-alone": ([cache[f"one_epoch:{i}"]["val_acc"] for i in range(len(specs))],
-                                statistics.median(one_epoch_seconds)),
+                                statistics.median(one_epoch_seconds) if one_epoch_seconds else math.nan),
     }
     print()
     print("noise ceilings (Kendall tau between the two stand-alone seeds):")

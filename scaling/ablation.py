@@ -159,7 +159,8 @@ def open_ablation_study(storage: Any, name: str, settings: AblationSettings) -> 
         study.set_user_attr(SETTINGS_ATTR, wanted)
     elif stored != wanted:
         raise NasError(f"study {name!r} holds an ablation with other settings (base, coefficients, budgets, "
-                       "seeds, data, proxy): pass the same ones, or another --study")
+                       "seeds, data, proxy; the base is scaled with identity skips unless --keep-skips): pass the "
+                       "same ones, or another --study")
     return study
 
 
@@ -195,12 +196,15 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
         ranked = sorted(at, key=lambda row: -row["val_acc"])
         winner, second = ranked[0], ranked[1]
         # The spread of the two compared: a third method's unsteady seeds say nothing about these two.
-        spread = max((row["spread"] for row in (winner, second) if row["spread"] != ""), default=0.0)
+        spreads = [row["spread"] for row in (winner, second) if row["spread"] != ""]
         gap = winner["val_acc"] - second["val_acc"]
-        verdict = "more than" if gap > spread else "within"
-        lines.append(f"{budget:g}x FLOPs: {winner['method']} scaling wins ({winner['val_acc']:.4f}) over "
-                     f"{second['method']} ({second['val_acc']:.4f}) by {100 * gap:.2f} points, {verdict} the larger "
-                     f"seed spread of the two ({100 * spread:.2f} points)")
+        lead = (f"{budget:g}x FLOPs: {winner['method']} scaling wins ({winner['val_acc']:.4f}) over "
+                f"{second['method']} ({second['val_acc']:.4f}) by {100 * gap:.2f} points")
+        if not spreads:
+            lines.append(f"{lead} (one seed each: no spread measured)")
+            continue
+        verdict = "more than" if gap > max(spreads) else "within"
+        lines.append(f"{lead}, {verdict} the larger seed spread of the two ({100 * max(spreads):.2f} points)")
     return lines
 
 

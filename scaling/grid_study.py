@@ -80,8 +80,8 @@ def open_grid_study(storage: BaseStorage, study_name: str, base: Spec, points: l
     elif stored != wanted:
         raise NasError(
             f"study {study_name!r} already holds a scaling grid for another base or other options"
-            " (grid step, tolerance, constraint, depth rounding, data, proxy, rungs, seed): pass the same ones,"
-            " or another --study"
+            " (grid step, tolerance, constraint, depth rounding, data, proxy, rungs, seed; the base is scaled with"
+            " identity skips unless --keep-skips): pass the same ones, or another --study"
         )
     return study
 

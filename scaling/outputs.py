@@ -112,8 +112,9 @@ def write_ablation(folder: Path, rows: Sequence[dict[str, Any]]) -> None:
 
 def skips_sentence(stages: Sequence[int]) -> str:
     """What the stage did to a base whose stages lacked the identity skip (`with_identity_skips`)."""
-    return (f"The base's stage(s) {', '.join(map(str, stages))} had no identity skip: they were scaled with it "
-            "on, since a plain stage deepened does not train (--keep-skips scales the base as it is).")
+    return (f"The base's stage(s) {', '.join(map(str, stages))} had no identity skip: the base was scaled with it "
+            "on (family/b0.json is that base), since a plain stage deepened does not train (--keep-skips scales "
+            "the base as it is).")
 
 
 def write_summary(path: Path, report: Any) -> None:

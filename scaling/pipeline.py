@@ -92,10 +92,8 @@ class ScalingReport:
 def with_identity_skips(base: Spec) -> tuple[Spec, list[int]]:
     """The base with every stage's identity skip on, and the stages (1-based) that lacked it.
 
-    Depth scaling repeats a stage's block; in a stage without a skip the copies make a plain stack, which at
-    twice the depth does not train in the grid's short runs (nor in 140 steps: bench/bench_scaling_depth.py),
-    while the same points with the skip train. EfficientNet's own stages all carry it (the reference's
-    id_skip). The skip applies only where a block keeps its shape, so it adds no weights and no FLOPs.
+    Depth scaling repeats a stage's block, and in a stage without the skip the copies make a plain stack that
+    does not train once deepened (README, "Scaling a baseline"; bench/bench_scaling_depth.py measures it).
     """
     lacking = [index + 1 for index, stage in enumerate(base.stages) if not stage.skip]
     if not lacking:

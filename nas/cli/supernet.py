@@ -76,18 +76,12 @@ def _print_log(figures: dict) -> None:
 def run_score(args: argparse.Namespace) -> int:
     from nas.arch.cost import count_flops, count_params
     from nas.arch.resolve import resolve_spec
-    from nas.proxy.data import load_dataset
-    from nas.supernet.scoring import SupernetScorer
+    from nas.supernet.scoring import SupernetScorer, scoring_data
     from nas.supernet.training import load_supernet
 
     _threads(args.threads)
     run = load_supernet(args.folder)
-    source = run.identity.get("data_source")
-    if not source:
-        raise NasError(f"{args.folder}: the checkpoint does not record its data set")
-    data = load_dataset(source, seed=run.identity["seed"])
-    if run.preset.subset is not None:
-        data = data.limit(run.preset.subset)
+    data = scoring_data(run)
     scorer = SupernetScorer(run.supernet, data, run.preset.resolution)
     rows = []
     for text in args.models:

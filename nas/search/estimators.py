@@ -73,14 +73,11 @@ def supernet_folder(config: SearchConfig) -> Path:
 
 def supernet_estimator(config: SearchConfig, evaluate: Evaluate | None = None) -> Estimator:
     """Scores on the trained supernet in `supernet_folder(config)` (`evaluate` is not used)."""
-    from nas.proxy.data import load_dataset
-    from nas.supernet.scoring import SupernetScorer
+    from nas.supernet.scoring import SupernetScorer, scoring_data
     from nas.supernet.training import load_supernet
 
     run = load_supernet(supernet_folder(config))
-    data = load_dataset(config.data, seed=run.identity["seed"])  # the supernet's own split: it never trained on its val
-    if run.preset.subset is not None:
-        data = data.limit(run.preset.subset)
+    data = scoring_data(run, config.data)
     scorer = SupernetScorer(run.supernet, data, run.preset.resolution, seed=config.seed, device=config.device)
 
     def estimate(spec: Spec, record: Record) -> float:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from nas.arch.spec import Spec
+from nas.errors import NasError
 from nas.model.batchnorm import recalibrate_batchnorm
 from nas.model.builder import EfficientNet, model_from_state, skip_unreachable_taps
 from nas.model.device import resolve_device
@@ -22,6 +24,21 @@ from nas.model.inference import fold_batchnorm
 from nas.proxy.augment import channel_stats, normalize, resize_images
 from nas.proxy.data import ProxyData
 from nas.supernet.network import Supernet
+
+if TYPE_CHECKING:
+    from nas.supernet.training import SupernetRun
+
+
+def scoring_data(run: SupernetRun, source: str | None = None) -> ProxyData:
+    """The data a trained supernet scores on: `source` (default: the data set it trained on) split with its
+    seed, so its validation images are ones it never trained on, and cut to its preset's subset."""
+    from nas.proxy.data import load_dataset
+
+    source = source or run.identity.get("data_source")
+    if not source:
+        raise NasError("the supernet's checkpoint does not record its data set")
+    data = load_dataset(source, seed=run.identity["seed"])
+    return data if run.preset.subset is None else data.limit(run.preset.subset)
 
 
 @dataclass(frozen=True)

@@ -75,3 +75,5 @@ def test_the_verdict_weighs_the_gap_against_the_two_compared_methods_spreads():
     assert "more than the larger seed spread of the two (1.15 points)" in line
     rows[2]["val_acc"] = 0.78  # now depth is the runner-up: its own 19-point spread decides
     assert "within the larger seed spread of the two (19.00 points)" in verdicts(rows)[0]
+    one_seed = [{**r, "spread": ""} for r in rows]
+    assert verdicts(one_seed)[0].endswith("(one seed each: no spread measured)")

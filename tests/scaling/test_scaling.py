@@ -17,7 +17,7 @@ from nas.arch.compound import scale
 from nas.arch.cost import count_flops, count_params
 from nas.arch.efficientnet import efficientnet
 from nas.arch.layout import block_layout
-from nas.arch.spec import load_spec
+from nas.arch.spec import Spec, StageSpec, load_spec
 from nas.errors import NasError
 from nas.model.builder import build_model
 from scaling.family import (
@@ -268,17 +268,21 @@ def _without_skips(spec, stages):
         dataclasses.replace(stage, skip=index not in stages) for index, stage in enumerate(spec.stages)))
 
 
-def test_identity_skips_are_added_where_missing_and_cost_nothing():
+def test_identity_skips_are_added_where_missing():
     b0 = efficientnet("b0")
     assert with_identity_skips(b0) == (b0, [])
     plain = _without_skips(b0, {2, 4})
     skipped, lacking = with_identity_skips(plain)
     assert lacking == [3, 5] and skipped == b0
-    assert (count_params(skipped), count_flops(skipped)) == (count_params(plain), count_flops(plain))
-    # The layout's residual blocks are exactly the stride-1, same-shape blocks of those stages.
+    # The layout's residual blocks gained are exactly the repeats of those stages (their first blocks change
+    # shape: stride 2, or 80 -> 112 channels).
     residual = [block.residual for block in block_layout(skipped)]
     assert sum(residual) - sum(block.residual for block in block_layout(plain)) == \
         sum(stage.repeats - 1 for stage in (b0.stages[2], b0.stages[4]))
+    # A regular-conv stage whose first block keeps its shape gains the skip on every block.
+    conv = Spec(stages=(StageSpec("ds", 1, 3, 1, 1, 16, 0.0), StageSpec("conv", 3, 3, 1, 1, 16, 0.0, skip=False)),
+                stem_channels=16, head_channels=64)
+    assert [block.residual for block in block_layout(with_identity_skips(conv)[0])] == [True, True, True, True]
 
 
 def test_scale_gives_a_plain_stage_its_skip_unless_told_to_keep_it(run_nas, tmp_path):
