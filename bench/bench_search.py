@@ -1,9 +1,11 @@
-"""Search quality at an equal wall-clock budget: NSGA-II on supernet scores, random sampling on supernet scores
-and today's stand-alone search (NSGA-II, every candidate trained), each under several seeds.
+"""Search quality at an equal wall-clock budget: NSGA-II and random sampling on the halving strategy's screening
+runs (the default), the same on supernet scores, and the stand-alone search (NSGA-II, every candidate trained
+with the whole preset), each under several seeds.
 
 Every run gets `--budget` seconds. The supernet runs share one supernet (trained once, its training time
 counted in each run's budget): their scoring phase gets what the budget leaves after the supernet and the
-finalists (estimated from B0's stand-alone time). The stand-alone run uses its whole budget for candidates.
+finalists (estimated from B0's stand-alone time); the halving runs' screening phase what it leaves after the
+finalists. The stand-alone run uses its whole budget for candidates.
 Then each run's answer is retrained stand-alone under a fresh seed (the same for every run; one training per
 distinct network): its reported Pareto set (the finalists, or the stand-alone front) and its selected network.
 Printed per method, over seeds: the hypervolume of the retrained (error, FLOPs/T) front against the reference
@@ -43,6 +45,8 @@ from nas.search.run import prepare_supernet, run_search  # noqa: E402
 from nas.search.selection import front_trials  # noqa: E402
 
 METHODS = {  # name: (strategy, sampler)
+    "halving nsga2": ("halving", "nsga2"),
+    "halving random": ("halving", "random"),
     "nsga2 on supernet": ("supernet", "nsga2"),
     "random on supernet": ("supernet", "random"),
     "stand-alone nsga2": ("standalone", "nsga2"),
@@ -90,17 +94,20 @@ def main() -> None:
                 continue
             study = f"{strategy}-{sampler}-s{seed}"
             config = dict(common, study=study, strategy=strategy, sampler=sampler, seed=seed)
-            if strategy == "supernet":
-                left = args.budget - supernet_run["seconds"] - args.finalists * standalone_time
+            if strategy in ("supernet", "halving"):
+                trained = supernet_run["seconds"] if strategy == "supernet" else 0.0
+                left = args.budget - trained - args.finalists * standalone_time
                 if left <= 0:
                     raise SystemExit(f"--budget {args.budget:g} s leaves nothing after the supernet and finalists")
-                config.update(supernet=supernet_run["folder"], timeout=left, n_trials=100_000)
+                config.update(timeout=left, n_trials=100_000)
+                if strategy == "supernet":
+                    config["supernet"] = supernet_run["folder"]
             else:
                 config.update(timeout=args.budget, n_trials=100_000)
             started = time.perf_counter()
             evidence = gather(run_search(SearchConfig(**config), quiet=True))
             seconds = time.perf_counter() - started + (supernet_run["seconds"] if strategy == "supernet" else 0)
-            pool = evidence.finalists if evidence.supernet else front_trials(evidence.completed)
+            pool = evidence.finalists if evidence.staged else front_trials(evidence.completed)
             best = evidence.selected
             cache[key] = {"seconds": seconds, "candidates": len(evidence.completed),
                           "front": [t.user_attrs["spec"] for t in pool], "selected": best.user_attrs["spec"]}

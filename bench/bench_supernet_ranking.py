@@ -9,7 +9,8 @@ accuracy, and the noise ceiling is Kendall's tau between the two seeds. Estimato
 - the supernet score (the default supernet preset, trained once on the rest of the training split; scored
   by extraction, BN recalibration and validation accuracy, as the search scores candidates);
 - the parameter count (the baseline every estimator must beat);
-- 1-epoch stand-alone training (the same preset with its schedule compressed into one epoch).
+- the screening run of the halving strategy (the same preset over a quarter of its length, its schedule
+  compressed; for the search preset one epoch, 70 steps).
 
 Each stand-alone run also records its validation loss and its accuracy on 5,000 further held-out images, so
 the noise ceiling of those truths is printed too. Every run's result is cached in `--out` (results.json) as
@@ -17,7 +18,11 @@ it finishes, so the bench resumes where a kill stopped it. Prints the supernet's
 candidates it scores per minute. Usage:
 
     python bench/bench_supernet_ranking.py [--archs 30] [--out runs/bench-ranking] [--supernet-steps N]
-        [--threads N] [--scoring-val N]
+        [--threads N] [--scoring-val N] [--variant LABEL=PRESET[,FIELD=VALUE...] ...]
+
+`--variant` trains and ranks further supernets beside the default one (the literature's remedies: a longer
+run, no distillation, fewer sandwich members, a lower resolution), e.g.
+`--variant long=long --variant no-distill=search,distill=false --variant one-random=search,random_archs=1`.
 """
 
 from __future__ import annotations
@@ -46,9 +51,11 @@ from nas.proxy.augment import normalize, resize_images  # noqa: E402
 from nas.proxy.data import load_dataset  # noqa: E402
 from nas.proxy.presets import get_preset  # noqa: E402
 from nas.proxy.trainer import train  # noqa: E402
+from nas.search.config import SCREEN_FRACTION  # noqa: E402
 from nas.search.ranking import bootstrap_tau, kendall_tau, top_precision  # noqa: E402
 from nas.supernet.scoring import ScoringSettings, SupernetScorer  # noqa: E402
 from nas.supernet.training import (  # noqa: E402
+    SupernetPreset,
     get_supernet_preset,
     random_spec_in_window,
     train_supernet,
@@ -92,6 +99,9 @@ def main() -> None:
     parser.add_argument("--supernet-steps", type=int)
     parser.add_argument("--scoring-val", type=int, help="validation images per supernet score (default: the search's)")
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--variant", action="append", default=[], metavar="LABEL=PRESET[,FIELD=VALUE...]",
+                        help="another supernet to train and rank, e.g. no-distill=search,distill=false "
+                             "(folder OUT/supernet-LABEL; repeatable)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-ranking"))
     args = parser.parse_args()
     if args.threads:
@@ -113,7 +123,7 @@ def main() -> None:
     # 5,000 held-out images no stand-alone run trains on: the seeded pool beyond the preset's subset.
     pool_x, pool_y = torch.cat([full.val_x, full.train_x]), torch.cat([full.val_y, full.train_y])
     held_x, held_y = pool_x[preset.subset:preset.subset + HELD_OUT], pool_y[preset.subset:preset.subset + HELD_OUT]
-    one_epoch = preset.with_changes(epochs=1)
+    screening = preset.shortened(SCREEN_FRACTION)  # the halving strategy's first rung
     print(f"{len(specs)} architectures ({WINDOW[0] / 1e6:g}M-{WINDOW[1] / 1e6:g}M FLOPs and B0), proxy {preset.name}, "
           f"{torch.get_num_threads()} threads", flush=True)
 
@@ -131,67 +141,91 @@ def main() -> None:
             print(f"arch {index:2d} seed {seed}: val {record['val_acc']:.4f} held-out {record['held_acc']:.4f} "
                   f"({record['seconds']:.0f} s)", flush=True)
         def short(spec=spec):
-            result = train(spec, standalone, one_epoch, seed=0)
+            result = train(spec, standalone, screening, seed=0)
             return {"val_acc": result.val_acc, "seconds": result.seconds}
-        cached(f"one_epoch:{index}", short)
-    sn_preset = get_supernet_preset("search").with_changes(steps=args.supernet_steps)
-    run = train_supernet(load_space("mnasnet"), full, sn_preset, window=WINDOW, seed=args.seed,
-                         folder=args.out / f"supernet-{sn_preset.steps}", data_source="fashion-mnist",
-                         on_log=lambda f: print(f"supernet step {f['step']}/{f['steps']} "
-                                                f"{f['images_per_s']:.0f} img/s", flush=True))
-    train_seconds = run.seconds
-    settings = ScoringSettings(val_images=args.scoring_val) if args.scoring_val else ScoringSettings()
-    scorer = SupernetScorer(run.supernet, full, sn_preset.resolution, settings, seed=args.seed)
-    scorer.score(specs[0])  # warm-up
-    scores, losses, seconds = [], [], []
-    for spec in specs:
-        score = scorer.score(spec)
-        scores.append(score.accuracy)
-        losses.append(-score.loss)
-        seconds.append(score.seconds)
+        cached(f"one_epoch:{index}", short)  # the key of the runs cached as 1 epoch, the same 70 steps
+    supernets = [("supernet", get_supernet_preset("search").with_changes(steps=args.supernet_steps))]
+    supernets += [parse_variant(text) for text in args.variant]
+    estimators: dict[str, tuple[list[float], float]] = {}  # name -> (values, seconds per candidate once set up)
+    trainings = []
+    for label, sn_preset in supernets:
+        folder = args.out / (f"supernet-{sn_preset.steps}" if label == "supernet" else f"supernet-{label}")
+        run = train_supernet(load_space("mnasnet"), full, sn_preset, window=WINDOW, seed=args.seed, folder=folder,
+                             data_source="fashion-mnist",
+                             on_log=lambda f, label=label: print(f"{label} step {f['step']}/{f['steps']} "
+                                                                 f"{f['images_per_s']:.0f} img/s", flush=True))
+        settings = ScoringSettings(val_images=args.scoring_val) if args.scoring_val else ScoringSettings()
+        scorer = SupernetScorer(run.supernet, full, sn_preset.resolution, settings, seed=args.seed)
+        scorer.score(specs[0])  # warm-up
+        scores = [scorer.score(spec) for spec in specs]
+        cost = statistics.median(s.seconds for s in scores)
+        estimators[f"{label} score"] = ([s.accuracy for s in scores], cost)
+        estimators[f"{label} val loss (negated)"] = ([-s.loss for s in scores], cost)
+        trainings.append({"supernet": label, "preset": describe_preset(sn_preset), "training s": round(run.seconds),
+                          "scoring s / candidate": round(cost, 3), "candidates / min": round(60 / cost)})
 
     seeds = [[cache[f"standalone:{i}:{s}"] for s in (0, 1)] for i in range(len(specs))]
-    truth = [statistics.fmean(r["val_acc"] for r in runs) for runs in seeds]
     # Records cached before the runs were timed have no seconds: the median is over those that have.
     one_epoch_seconds = [cache[f"one_epoch:{i}"]["seconds"] for i in range(len(specs)) if "seconds" in cache[f"one_epoch:{i}"]]
-    # name -> (values, seconds per candidate once set up; the supernet's training is printed below)
-    estimators = {
-        "supernet score": (scores, statistics.median(seconds)),
-        "supernet val loss (negated)": (losses, statistics.median(seconds)),
-        "parameter count": ([float(count_params(spec)) for spec in specs], 0.0),
-        "1-epoch stand-alone": ([cache[f"one_epoch:{i}"]["val_acc"] for i in range(len(specs))],
-                                statistics.median(one_epoch_seconds) if one_epoch_seconds else math.nan),
-    }
+    estimators["parameter count"] = ([float(count_params(spec)) for spec in specs], 0.0)
+    screened = [cache[f"one_epoch:{i}"]["val_acc"] for i in range(len(specs))]
+    estimators[f"screening run ({SCREEN_FRACTION:g} of the preset)"] = (screened,
+                                         statistics.median(one_epoch_seconds) if one_epoch_seconds else math.nan)
+    # The truths: the proxy's validation accuracy, and the changed proxies the issue lists when that one is too
+    # flat -- validation loss, and a larger validation set (the 5,000 held-out images), by accuracy and by loss.
+    truths = {"val accuracy": ("val_acc", 1), "val loss": ("val_loss", -1),
+              "held-out accuracy (5,000)": ("held_acc", 1), "held-out loss (5,000)": ("held_loss", -1)}
     print()
     print("noise ceilings (Kendall tau between the two stand-alone seeds):")
-    ceilings = []
-    for name, key, sign in (("val accuracy (the truth)", "val_acc", 1), ("val loss", "val_loss", -1),
-                            ("held-out accuracy (5,000)", "held_acc", 1), ("held-out loss", "held_loss", -1)):
+    ceilings, means = [], {}
+    for name, (key, sign) in truths.items():
         a, b = ([sign * runs[s][key] for runs in seeds] for s in (0, 1))
         low, high = bootstrap_tau(a, b)
         ceilings.append({"truth": name, "tau": round(kendall_tau(a, b), 3), "90% interval": f"{low:.2f} to {high:.2f}"})
+        means[name] = ([statistics.fmean(sign * r[key] for r in runs) for runs in seeds], kendall_tau(a, b))
     print_table(ceilings)
-    ceiling = kendall_tau(*([runs[s]["val_acc"] for runs in seeds] for s in (0, 1)))
-    rows = []
-    for name, (values, cost) in estimators.items():
-        tau = kendall_tau(values, truth)
-        low, high = bootstrap_tau(values, truth)
-        rows.append({"estimator": name, "tau": round(tau, 3), "90% interval": f"{low:.2f} to {high:.2f}",
-                     "tau / ceiling": round(tau / ceiling, 2) if ceiling > 0 else math.nan,
-                     "top-10% precision": round(top_precision(values, truth), 2),
-                     "s / candidate": round(cost, 2)})
-    print("\nestimators against the mean stand-alone validation accuracy:")
-    print_table(rows)
-    held_truth = [statistics.fmean(r["held_acc"] for r in runs) for runs in seeds]
-    print(f"\nsupernet score against the held-out truth: tau {kendall_tau(scores, held_truth):.3f}")
-    print(f"supernet: {sn_preset.steps} steps of batch {sn_preset.batch_size} at {sn_preset.resolution} px, "
-          f"{train_seconds:.0f} s of training ({train_seconds / 60:.1f} min); scoring median "
-          f"{statistics.median(seconds):.3f} s per candidate = {60 / statistics.median(seconds):.0f} candidates/min")
+    for name, (truth, ceiling) in means.items():
+        rows = []
+        for estimator, (values, cost) in estimators.items():
+            tau = kendall_tau(values, truth)
+            low, high = bootstrap_tau(values, truth)
+            rows.append({"estimator": estimator, "tau": round(tau, 3), "90% interval": f"{low:.2f} to {high:.2f}",
+                         "tau / ceiling": round(tau / ceiling, 2) if ceiling > 0 else math.nan,
+                         "top-10% precision": round(top_precision(values, truth), 2),
+                         "s / candidate": round(cost, 2)})
+        print(f"\nestimators against the mean stand-alone {name} (ceiling {ceiling:.3f}):")
+        print_table(rows)
+    print("\nsupernets (scoring: extraction, BN recalibration, validation accuracy):")
+    print_table(trainings)
     print(f"stand-alone: median {statistics.median(r['seconds'] for runs in seeds for r in runs):.0f} s per run")
-    print_table([{"arch": i, "flops": count_flops(spec), "params": count_params(spec), "truth": round(truth[i], 4),
-                  "seed0": round(seeds[i][0]["val_acc"], 4), "seed1": round(seeds[i][1]["val_acc"], 4),
-                  "supernet": round(scores[i], 4)} for i, spec in enumerate(specs)])
+    scores = estimators["supernet score"][0]
+    print_table([{"arch": i, "flops": count_flops(spec), "params": count_params(spec),
+                  "truth": round(means["val accuracy"][0][i], 4), "seed0": round(seeds[i][0]["val_acc"], 4),
+                  "seed1": round(seeds[i][1]["val_acc"], 4), "supernet": round(scores[i], 4)}
+                 for i, spec in enumerate(specs)])
 
+
+def parse_variant(text: str) -> tuple[str, SupernetPreset]:
+    """`LABEL=PRESET[,FIELD=VALUE...]` -> (label, that supernet preset with the fields changed)."""
+    label, _, rest = text.partition("=")
+    name, *changes = rest.split(",")
+    if not label or not name:
+        raise SystemExit(f"--variant {text!r}: expected LABEL=PRESET[,FIELD=VALUE...]")
+    values = {}
+    for change in changes:
+        key, _, value = change.partition("=")
+        values[key] = {"true": True, "false": False}.get(value.lower(), None)
+        if values[key] is None:
+            values[key] = float(value) if "." in value else int(value)
+    return label, get_supernet_preset(name).with_changes(**values)
+
+
+def describe_preset(preset: SupernetPreset) -> str:
+    """The fields where a supernet preset differs from the default search one."""
+    default = get_supernet_preset("search")
+    changed = [f"{key}={value}" for key, value in vars(preset).items()
+               if key != "name" and value != getattr(default, key)]
+    return ", ".join(changed) or "the search preset"
 
 if __name__ == "__main__":
     main()

@@ -6,13 +6,12 @@ import argparse
 
 from nas._common.parse import parse_flops, parse_latency, parse_timeout, parse_window
 from nas.cli.config_file import add_config_option, save_run_settings
-from nas.search.config import OBJECTIVES, SAMPLERS, STRATEGIES, STRATEGY_DEFAULTS, SearchConfig
+from nas.search.config import OBJECTIVES, SAMPLERS, STRATEGIES, SearchConfig
 from nas.search.cost import LATENCY
 
 
 def _per_strategy(key: str) -> str:
-    return ", ".join(f"{value:g} ({name})" for name, value in
-                     ((name, defaults[key]) for name, defaults in STRATEGY_DEFAULTS.items()))
+    return ", ".join(f"{getattr(strategy, key):g} ({name})" for name, strategy in STRATEGIES.items())
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -23,21 +22,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "or (--objective latency) the latency a latency table predicts. "
                     "Running the same command again resumes the study; --n-trials is the study's total.")
     parser.add_argument("--strategy", default=defaults.strategy, choices=STRATEGIES,
-                        help="supernet: score thousands of candidates on a weight-sharing supernet, then retrain "
-                             "the Pareto candidates around the target stand-alone; standalone: train every "
-                             "candidate (default: %(default)s)")
+                        help="halving: train every candidate over --screen-fraction of the proxy's length, then "
+                             "retrain the Pareto candidates around the target over all of it; supernet: score "
+                             "thousands of candidates on a weight-sharing supernet, then retrain the Pareto "
+                             "candidates stand-alone; standalone: train every candidate (default: %(default)s)")
     parser.add_argument("--space", default=defaults.space,
                         help="search space name or .toml file (default: %(default)s)")
     parser.add_argument("--data", default=defaults.data, help="proxy data set (default: %(default)s)")
     parser.add_argument("--proxy", default=defaults.proxy,
                         help="stand-alone training preset: every candidate, or the finalists (default: %(default)s)")
+    parser.add_argument("--screen-fraction", type=float, default=defaults.screen_fraction,
+                        help="halving strategy: the screening run's share of the proxy's length "
+                             "(default: %(default)s)")
     parser.add_argument("--supernet", metavar="FOLDER",
                         help="reuse a trained supernet (nas supernet train --out FOLDER) instead of training one "
                              "in the run folder")
     parser.add_argument("--supernet-preset", default=defaults.supernet_preset,
                         help="supernet training preset (default: %(default)s)")
     parser.add_argument("--finalists", type=int, default=defaults.finalists,
-                        help="supernet strategy: Pareto candidates around the target retrained stand-alone, "
+                        help="halving and supernet: Pareto candidates around the target retrained stand-alone, "
                              "besides the enqueued models (default: %(default)s)")
     parser.add_argument("--objective", default=defaults.objective, choices=OBJECTIVES,
                         help="the cost minimised beside accuracy and held to its target: flops, or latency as "
@@ -88,7 +91,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     given = dict(
         strategy=args.strategy, timeout=parse_timeout(args.timeout) if args.timeout else None, study=args.study,
-        space=args.space, data=args.data, proxy=args.proxy, supernet=args.supernet,
+        space=args.space, data=args.data, proxy=args.proxy, screen_fraction=args.screen_fraction,
+        supernet=args.supernet,
         supernet_preset=args.supernet_preset, finalists=args.finalists, objective=args.objective,
         target_flops=parse_flops(args.target_flops), reward_weight=args.reward_weight,
         target_latency=parse_latency(args.target_latency) if args.target_latency else None,
@@ -100,8 +104,13 @@ def run(args: argparse.Namespace) -> int:
     )
     # Only what was given: the rest keeps SearchConfig's defaults, which depend on the strategy.
     config = SearchConfig(**{key: value for key, value in given.items() if value is not None})
-    estimator = (f"supernet ({config.supernet or 'trained in the run folder'}), then {config.finalists} finalists "
-                 f"retrained with proxy {config.proxy}" if config.strategy == "supernet" else f"proxy {config.proxy}")
+    estimator = {
+        "halving": f"screening runs ({config.screen_fraction:g} of proxy {config.proxy}), then {config.finalists} "
+                   f"finalists retrained with all of it",
+        "supernet": f"supernet ({config.supernet or 'trained in the run folder'}), then {config.finalists} "
+                    f"finalists retrained with proxy {config.proxy}",
+        "standalone": f"proxy {config.proxy}",
+    }[config.strategy]
     cost = config.cost
     table = f" (predicted by {config.latency_table})" if config.latency_table else ""
     print(f"search {config.study!r}: space {config.space}, data {config.data}, {estimator}, "
@@ -129,8 +138,8 @@ def run(args: argparse.Namespace) -> int:
         print("no completed trial: nothing selected")
         return 0
     attrs = best.user_attrs
-    scores = (f"supernet {evidence.search_trial(best).user_attrs['accuracy']:.4f}, stand-alone "
-              if evidence.supernet else "")
+    scores = (f"{evidence.strategy_info.column} {evidence.search_trial(best).user_attrs['accuracy']:.4f}, "
+              "stand-alone " if evidence.staged else "")
     latency = f"  {LATENCY.amount(attrs[LATENCY.attr])}" if LATENCY.attr in attrs else ""
     print(f"selected: trial {evidence.search_trial(best).number}  {attrs['arch']}  {attrs['flops'] / 1e6:.1f}M "
           f"FLOPs{latency}  {attrs['params']:,} params  acc {scores}{attrs['accuracy']:.4f}  "

@@ -93,6 +93,13 @@ class ProxyPreset:
             return self.epochs * steps_per_epoch
         return max(1, self.images // global_batch)
 
+    def shortened(self, fraction: float) -> ProxyPreset:
+        """The same recipe over `fraction` of the run's length (at least one batch, or one epoch): a
+        successive-halving rung. The schedule is compressed into the shorter run, as for any length."""
+        if self.epochs is not None:
+            return self.with_changes(epochs=max(1, round(self.epochs * fraction)))
+        return self.with_changes(images=max(self.batch_size, round(self.images * fraction)))
+
     @property
     def length(self) -> str:
         """The run's length in words, e.g. '35,840 images' or '3 epochs'."""

@@ -19,29 +19,55 @@ from nas.search.reward import DEFAULT_TARGET_FLOPS, DEFAULT_WEIGHT, Reward, make
 SAMPLERS = ("nsga2", "tpe", "random")
 DIRECTIONS = ("maximize", "minimize")  # (accuracy, the cost: FLOPs or predicted latency)
 OBJECTIVES = tuple(COST_KINDS)  # the cost beside accuracy: ("flops", "latency")
-# How candidates are scored: on a weight-sharing supernet (thousands of candidates, the Pareto candidates
-# around the target then retrained stand-alone) or each trained stand-alone (tens of candidates).
-STRATEGIES = ("supernet", "standalone")
-# Each strategy's budget when the settings leave it open (None): trials, NSGA-II population, and the time after
-# which no new trial starts, sized toward a default search of either kind of about 20 minutes on 2 cores.
-STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
-    "supernet": {"n_trials": 1000, "population": 50, "timeout": 420.0},
-    "standalone": {"n_trials": 20, "population": 8, "timeout": 1080.0},
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """How a search scores its candidates. A staged strategy gives every candidate a cheap score first, then
+    retrains the Pareto candidates around the target (and the enqueued models) stand-alone with the proxy
+    preset, and selects by the reward of those accuracies; an unstaged one selects by its only score. The
+    budget (trials, NSGA-II population, the time after which no new trial starts) applies where the settings
+    leave it open; each strategy's is sized toward a default search of about 20 minutes on 2 cores."""
+
+    name: str
+    staged: bool
+    score: str  # what a candidate's (first) accuracy is, in the outputs' words
+    column: str  # staged: the prefix of that score's columns next to the stand-alone ones (<column>_acc)
+    n_trials: int
+    population: int
+    timeout: float
+
+
+STRATEGIES: dict[str, Strategy] = {
+    # Successive halving in two rungs: every candidate trained over a quarter of the proxy's length (the
+    # screening run), the finalists over all of it. bench/bench_supernet_ranking.py ranks this estimator best
+    # per CPU-minute on the default space.
+    "halving": Strategy("halving", True, "screening accuracy", "screen", n_trials=1000, population=12,
+                        timeout=720.0),
+    # Candidates scored on a weight-sharing supernet: thousands of them, a second each.
+    "supernet": Strategy("supernet", True, "supernet score", "supernet", n_trials=1000, population=50,
+                         timeout=420.0),
+    # Every candidate trained with the full proxy preset: tens of candidates.
+    "standalone": Strategy("standalone", False, "proxy accuracy", "", n_trials=20, population=8, timeout=1080.0),
 }
+BUDGET_FIELDS = ("n_trials", "population", "timeout")
+# The halving strategy's screening run: this share of the proxy preset's length (a quarter of the search preset
+# is one of its epochs). bench/bench_supernet_ranking.py ranks it against the full runs.
+SCREEN_FRACTION = 0.25
 # Settings that define a study: resuming with different ones would mix incomparable trials.
-IDENTITY_FIELDS = ("strategy", "space", "data", "proxy", "supernet_preset", "objective", "target_flops",
+IDENTITY_FIELDS = ("strategy", "space", "data", "proxy", "screen_fraction", "supernet_preset", "objective", "target_flops",
                    "target_latency", "latency_table", "reward_weight", "hard_reward", "flops_window", "hard_cap",
                    "sampler", "population", "seed")
 # What a study stored before these settings existed ran with. Another absent setting differs from any value
 # on resuming (open_study refuses it) and takes its default on reporting (stored_cost, stored_reward).
-IDENTITY_ABSENT = {"strategy": "standalone", "objective": "flops"}
+IDENTITY_ABSENT = {"strategy": "standalone", "objective": "flops", "screen_fraction": SCREEN_FRACTION}
 
 
 @dataclass(frozen=True)
 class SearchConfig:
     """Everything a search run needs; the defaults are the README's main job (aimed at about 20 min on 2 cores).
 
-    `n_trials`, `population` and `timeout` left at None take the strategy's defaults (STRATEGY_DEFAULTS);
+    `n_trials`, `population` and `timeout` left at None take the strategy's budget (STRATEGIES);
     a timeout of math.inf means no limit. The objective is the cost minimised beside accuracy and held to its
     target by the reward, window and hard cap (`cost`): the FLOPs (`target_flops`), or the latency the table
     at `latency_table` predicts (`target_latency`, seconds). `target_flops` places the supernet's sandwich
@@ -49,13 +75,14 @@ class SearchConfig:
     """
 
     study: str = "search"
-    strategy: str = "supernet"
+    strategy: str = "halving"
     space: str = DEFAULT_SPACE
     data: str = "fashion-mnist"
-    proxy: str = "search"  # the stand-alone preset: every candidate (standalone) or the finalists (supernet)
+    proxy: str = "search"  # the stand-alone preset: every candidate (standalone) or the finalists (staged)
+    screen_fraction: float = SCREEN_FRACTION  # halving: the screening run's share of the proxy preset's length
     supernet_preset: str = "search"
     supernet: str | None = None  # a trained supernet's folder to reuse; None: train one in the run folder
-    finalists: int = 3  # supernet strategy: Pareto candidates around the target retrained stand-alone
+    finalists: int = 3  # staged strategies: Pareto candidates around the target retrained stand-alone
     objective: str = "flops"
     target_flops: int = DEFAULT_TARGET_FLOPS
     target_latency: float | None = None  # seconds; the objective latency's target
@@ -80,9 +107,14 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         _check(self.strategy in STRATEGIES, "strategy", self.strategy, f"one of {', '.join(STRATEGIES)}")
-        for name, value in STRATEGY_DEFAULTS[self.strategy].items():
+        for name in BUDGET_FIELDS:
             if getattr(self, name) is None:
-                object.__setattr__(self, name, value)
+                object.__setattr__(self, name, getattr(STRATEGIES[self.strategy], name))
+        _check(is_number(self.screen_fraction) and 0 < self.screen_fraction <= 1, "screen_fraction",
+               self.screen_fraction, "a share of the proxy's length, 0 < f <= 1")
+        if self.supernet is not None and self.strategy != "supernet":
+            raise NasError(f"invalid search settings: supernet (--supernet) goes with strategy supernet "
+                           f"(--strategy supernet), not {self.strategy}")
         _check(is_int(self.finalists) and self.finalists >= 1, "finalists", self.finalists, "a positive integer")
         _check(isinstance(self.study, str) and self.study.strip() and "/" not in self.study
                and self.study not in (".", ".."), "study", self.study, "a plain folder name")
@@ -109,6 +141,11 @@ class SearchConfig:
                self.reward_weight, "a finite number")
         _check(is_number(self.heartbeat_s) and self.heartbeat_s > 0, "heartbeat_s", self.heartbeat_s, "> 0")
         _check(is_number(self.grace_s) and self.grace_s > 0, "grace_s", self.grace_s, "> 0")
+
+    @property
+    def staged(self) -> bool:
+        """Whether the finalists are retrained stand-alone after the candidates' first scores."""
+        return STRATEGIES[self.strategy].staged
 
     @property
     def run_dir(self) -> Path:

@@ -4,6 +4,8 @@
 - `standalone`: train the candidate on the proxy task with the stand-alone preset (`config.proxy`); records
   the per-epoch validation accuracy and the CPU seconds. A custom accuracy source `evaluate(spec, on_epoch)`
   can take the trainer's place (tests, other proxies).
+- `halving`: the same training over `config.screen_fraction` of the preset's length (the screening run, the
+  first rung of successive halving; the finalists get the whole length).
 - `supernet`: score the candidate on a trained supernet (extraction, BN recalibration, validation accuracy);
   records the validation loss and the seconds the score took.
 
@@ -28,15 +30,17 @@ Evaluate = Callable[[Spec, Callable[[Any], None]], float]  # a custom accuracy s
 SUPERNET_FOLDER = "supernet"  # inside the run folder, unless the settings name a trained one
 
 
-def proxy_evaluator(config: SearchConfig) -> Evaluate:
+def proxy_evaluator(config: SearchConfig, fraction: float = 1.0) -> Evaluate:
     """The shipped stand-alone accuracy source: train the candidate on the proxy task, return its validation
-    accuracy (`config.proxy` preset, `config.seed` for the data split and the training)."""
+    accuracy (`config.proxy` preset over `fraction` of its length, `config.seed` for the data split and the
+    training)."""
     from nas.model.device import resolve_device
     from nas.proxy.data import load_dataset
     from nas.proxy.presets import get_preset
     from nas.proxy.trainer import train
 
     preset = get_preset(config.proxy)
+    preset = preset.shortened(fraction) if fraction < 1 else preset
     device = resolve_device(config.device)  # a missing GPU fails here, before the study, like missing data
     data = load_dataset(config.data, subset=preset.subset, seed=config.seed, image_size=preset.resolution)
 
@@ -66,6 +70,11 @@ def standalone_estimator(config: SearchConfig, evaluate: Evaluate | None = None)
     return estimate
 
 
+def screening_estimator(config: SearchConfig, evaluate: Evaluate | None = None) -> Estimator:
+    """Stand-alone training over `config.screen_fraction` of the proxy preset's length (or `evaluate`)."""
+    return standalone_estimator(config, evaluate or proxy_evaluator(config, config.screen_fraction))
+
+
 def supernet_folder(config: SearchConfig) -> Path:
     """Where the search's supernet lives: the folder the settings name, or the run folder's own."""
     return Path(config.supernet) if config.supernet else config.run_dir / SUPERNET_FOLDER
@@ -90,6 +99,7 @@ def supernet_estimator(config: SearchConfig, evaluate: Evaluate | None = None) -
 
 
 ESTIMATORS: dict[str, Callable[[SearchConfig, Evaluate | None], Estimator]] = {
+    "halving": screening_estimator,
     "supernet": supernet_estimator,
     "standalone": standalone_estimator,
 }

@@ -1,9 +1,9 @@
-"""The supernet strategy's last phase: the Pareto candidates around the target (and the enqueued models, B0
-as the reference) retrained stand-alone with the stand-alone preset.
+"""A staged strategy's last phase (halving, supernet): the Pareto candidates around the target (and the
+enqueued models, B0 as the reference) retrained stand-alone with the stand-alone preset.
 
 They run as a study of their own beside the search study, in the same storage (`<study>-finalists`), one
-enqueued trial per finalist carrying the search trial it came from and its supernet score; so the phase
-resumes after a kill and shares work between workers exactly like the search.
+enqueued trial per finalist carrying the search trial it came from and its first score (`screen_acc` or
+`supernet_acc`); so the phase resumes after a kill and shares work between workers exactly like the search.
 """
 
 from __future__ import annotations
@@ -11,13 +11,12 @@ from __future__ import annotations
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.search.config import DIRECTIONS, SearchConfig
+from nas.search.config import DIRECTIONS, STRATEGIES, SearchConfig
 from nas.search.selection import ENQUEUED_ATTR, choose_finalists, completed_trials
 from nas.studies.storage import create_or_load_study
 
 FINALISTS_SUFFIX = "-finalists"
 SOURCE_ATTR = "source_trial"  # the search trial a finalist was chosen from
-SUPERNET_ACC_ATTR = "supernet_acc"
 
 
 def finalists_study_name(study_name: str) -> str:
@@ -39,9 +38,10 @@ def prepare_finalists(config: SearchConfig, search: optuna.Study) -> tuple[optun
     chosen = choose_finalists(completed_trials(search.get_trials(deepcopy=False)), cost.window, cost.target,
                               config.finalists, cost.kind.attr)
     study = create_or_load_study(search._storage, finalists_study_name(search.study_name), DIRECTIONS)
+    column = STRATEGIES[config.strategy].column
     for trial in chosen:
-        attrs = {SOURCE_ATTR: trial.number, SUPERNET_ACC_ATTR: trial.user_attrs["accuracy"],
-                 "supernet_reward": trial.user_attrs["reward"]}
+        attrs = {SOURCE_ATTR: trial.number, f"{column}_acc": trial.user_attrs["accuracy"],
+                 f"{column}_reward": trial.user_attrs["reward"]}
         if trial.user_attrs.get(ENQUEUED_ATTR):
             attrs[ENQUEUED_ATTR] = trial.user_attrs[ENQUEUED_ATTR]
         study.enqueue_trial(trial.params, user_attrs=attrs, skip_if_exists=True)

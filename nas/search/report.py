@@ -2,16 +2,17 @@
 
 runs/<study>/trials.csv    every trial: state, arch code, FLOPs, params (latency_ms with the latency objective),
                            accuracy and reward (by the study's estimator, named in `estimator`), seconds,
-                           reason, choices; with the supernet strategy also the finalists' stand-alone
-                           accuracy and reward
+                           reason, choices; with a staged strategy (halving, supernet) also the finalists'
+                           stand-alone accuracy and reward
 runs/<study>/pareto.csv    the completed trials on the (accuracy max, cost min) Pareto front
 runs/<study>/best.json     the selected spec with its evidence; what scaling and export read
 runs/<study>/pareto.png    accuracy vs the cost (FLOPs or predicted latency): all trials, the front, the target,
                            finalists, the selection, B0
 runs/<study>/summary.md    settings, phases, counts, the selection against B0, the finalists, the front, failures
 
-With the supernet strategy the selection is the finalist with the highest reward of its stand-alone accuracy;
-with the stand-alone strategy, the trial with the highest reward.
+With a staged strategy the selection is the finalist with the highest reward of its stand-alone accuracy (its
+first score, the screening accuracy or the supernet score, sits beside it as screen_acc or supernet_acc); with
+the stand-alone strategy, the trial with the highest reward.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from nas._common.runfiles import BEST_FILE, STUDY_JOURNAL
 from nas._common.tables import markdown_table
 from nas.arch.spec import Spec
 from nas.errors import NasError
-from nas.search.config import stored_cost, stored_reward
+from nas.search.config import STRATEGIES, Strategy, stored_cost, stored_reward
 from nas.search.cost import SearchCost
 from nas.search.finalists import FINALISTS_SUFFIX, SOURCE_ATTR, load_finalists
 from nas.search.ranking import kendall_tau
@@ -85,8 +86,22 @@ class Evidence:
         return self.config.get("strategy", "standalone")
 
     @property
+    def strategy_info(self) -> Strategy:
+        return STRATEGIES[self.strategy]
+
+    @property
+    def staged(self) -> bool:
+        """Finalists retrained stand-alone after the first scores (halving, supernet)."""
+        return self.strategy_info.staged
+
+    @property
     def supernet(self) -> bool:
         return self.strategy == "supernet"
+
+    @property
+    def score_column(self) -> str:
+        """The first score's column prefix in the outputs of a staged strategy (screen, supernet)."""
+        return self.strategy_info.column
 
     @property
     def cost(self) -> SearchCost:
@@ -95,24 +110,24 @@ class Evidence:
 
     @property
     def selected(self) -> FrozenTrial | None:
-        """The trial whose spec is best.json: a finalist (supernet strategy) or a search trial."""
-        return selected_trial(self.finalists if self.supernet else self.completed)
+        """The trial whose spec is best.json: a finalist (staged strategy) or a search trial."""
+        return selected_trial(self.finalists if self.staged else self.completed)
 
     @property
     def b0(self) -> FrozenTrial | None:
         """EfficientNet-B0's trial among the selectable ones, when it was evaluated."""
-        return b0_trial(self.finalists if self.supernet else self.completed)
+        return b0_trial(self.finalists if self.staged else self.completed)
 
     def search_trial(self, trial: FrozenTrial) -> FrozenTrial:
         """The search trial behind a finalist (itself for the stand-alone strategy)."""
         number = trial.user_attrs.get(SOURCE_ATTR)
-        return next((t for t in self.completed if t.number == number), trial) if self.supernet else trial
+        return next((t for t in self.completed if t.number == number), trial) if self.staged else trial
 
 
 def gather(study: optuna.Study) -> Evidence:
     trials = study.get_trials(deepcopy=False)
     evidence = Evidence(study, study_config(study), trials, completed_trials(trials))
-    finalists_study = load_finalists(study) if evidence.supernet else None
+    finalists_study = load_finalists(study) if evidence.staged else None
     if finalists_study is not None:
         evidence.finalists = completed_trials(finalists_study.get_trials(deepcopy=False))
         evidence.finalist_of = {t.user_attrs[SOURCE_ATTR]: t for t in evidence.finalists}
@@ -140,8 +155,10 @@ def trial_rows(evidence: Evidence) -> list[dict[str, Any]]:
             "reward": attrs.get("reward"),
         }
         if evidence.supernet:
+            row["supernet_loss"] = attrs.get("supernet_loss")
+        if evidence.staged:
             final = evidence.finalist_of.get(trial.number)
-            row.update({"supernet_loss": attrs.get("supernet_loss"), "finalist": final is not None,
+            row.update({"finalist": final is not None,
                         "standalone_acc": final.user_attrs["accuracy"] if final else None,
                         "standalone_reward": final.user_attrs["reward"] if final else None})
         row.update({
@@ -161,16 +178,17 @@ def trial_rows(evidence: Evidence) -> list[dict[str, Any]]:
 
 
 def _row(evidence: Evidence, trial: FrozenTrial, label: str | None = None) -> dict[str, Any]:
-    """A trial's key figures; with the supernet strategy both scores when it was retrained."""
+    """A trial's key figures; with a staged strategy both scores when it was retrained."""
     source = evidence.search_trial(trial)
     attrs = source.user_attrs
     row = {"model": label} if label else {}
     row.update({"number": source.number, "arch": attrs["arch"], "flops": attrs["flops"], "params": attrs["params"],
                 **evidence.cost.kind.columns(attrs)})
-    if not evidence.supernet:
+    if not evidence.staged:
         return {**row, "accuracy": attrs["accuracy"], "reward": attrs["reward"]}
     final = trial if trial is not source else evidence.finalist_of.get(source.number)
-    return {**row, "supernet_acc": attrs["accuracy"], "supernet_reward": attrs["reward"],
+    column = evidence.score_column
+    return {**row, f"{column}_acc": attrs["accuracy"], f"{column}_reward": attrs["reward"],
             "standalone_acc": final.user_attrs["accuracy"] if final else None,
             "standalone_reward": final.user_attrs["reward"] if final else None}
 
@@ -188,10 +206,11 @@ def best_document(evidence: Evidence, trial: FrozenTrial) -> dict[str, Any]:
     if cost.kind.attr not in document:  # the latency objective: the prediction, its target and its table
         document.update({cost.kind.attr: cost.of(attrs), f"target_{cost.kind.key}": cost.target,
                          "latency_table": config.get("latency_table")})
-    if evidence.supernet:
+    if evidence.staged:
+        column = evidence.score_column
         document.update({"accuracy_source": f"stand-alone training ({config.get('proxy')} preset)",
-                         "supernet_acc": source.user_attrs["accuracy"],
-                         "supernet_reward": source.user_attrs["reward"], "finalist_trial": trial.number,
+                         f"{column}_acc": source.user_attrs["accuracy"],
+                         f"{column}_reward": source.user_attrs["reward"], "finalist_trial": trial.number,
                          "selected_by": "highest reward of the finalists' stand-alone accuracies"})
     return document
 
@@ -211,7 +230,7 @@ def pareto_png(evidence: Evidence) -> bytes:
     cost = evidence.cost
     scaled = lambda t: cost.of(t.user_attrs) / cost.kind.scale  # noqa: E731  (M FLOPs, or ms)
     accuracy = lambda t: t.user_attrs["accuracy"]  # noqa: E731
-    score = "supernet score" if evidence.supernet else "proxy accuracy"
+    score = evidence.strategy_info.score
     completed = evidence.completed
     axes.scatter([scaled(t) for t in completed], [accuracy(t) for t in completed], s=8 if evidence.supernet else 18,
                  c="0.65", label=f"candidates, {score} ({len(completed)})")
@@ -263,7 +282,8 @@ def _counts(trials: list[FrozenTrial]) -> str:
 
 
 def _finalists_section(evidence: Evidence) -> list[str]:
-    out = ["\n## Finalists: supernet score against stand-alone training\n\n"]
+    score, column = evidence.strategy_info.score, evidence.score_column
+    out = [f"\n## Finalists: {score} against stand-alone training\n\n"]
     if not evidence.finalists:
         return out + ["No finalist has been retrained yet.\n"]
     cost = evidence.cost
@@ -272,8 +292,8 @@ def _finalists_section(evidence: Evidence) -> list[str]:
                                                                           else None)) for t in finalists]
     out.append(markdown_table(rows))
     if len(evidence.finalists) >= 3:
-        tau = kendall_tau([r["supernet_acc"] for r in rows], [r["standalone_acc"] for r in rows])
-        out.append(f"\nKendall tau between the supernet score and the stand-alone accuracy over these "
+        tau = kendall_tau([r[f"{column}_acc"] for r in rows], [r["standalone_acc"] for r in rows])
+        out.append(f"\nKendall tau between the {score} and the stand-alone accuracy over these "
                    f"{len(rows)} finalists: {tau:.2f} (few points: a rough check; bench/bench_supernet_ranking.py "
                    "measures it on 31 architectures against the seed-to-seed noise).\n")
     return out
@@ -282,7 +302,7 @@ def _finalists_section(evidence: Evidence) -> list[str]:
 def _target_section(evidence: Evidence) -> list[str]:
     """How the selection sits against the target, said plainly when the reward prefers a far smaller network."""
     cost, kind = evidence.cost, evidence.cost.kind
-    best, pool = evidence.selected, (evidence.finalists if evidence.supernet else evidence.completed)
+    best, pool = evidence.selected, (evidence.finalists if evidence.staged else evidence.completed)
     if best is None or len(pool) < 2:
         return []
     low, high = cost.window
@@ -296,13 +316,13 @@ def _target_section(evidence: Evidence) -> list[str]:
                f"window around the {kind.plain(cost.target)} target. ")
     if near:
         top = max(near, key=lambda t: t.user_attrs["accuracy"])
-        out.append(f"{len(near)} of the {len(pool)} {'finalists' if evidence.supernet else 'candidates'} lie "
+        out.append(f"{len(near)} of the {len(pool)} {'finalists' if evidence.staged else 'candidates'} lie "
                    f"inside the window; the most accurate of them is trial {evidence.search_trial(top).number} "
                    f"({kind.amount(cost.of(top.user_attrs))}, accuracy {top.user_attrs['accuracy']:.4f}, "
                    f"reward {top.user_attrs['reward']:.4f}). ")
     if value < low:
         out.append(f"The reward prefers a network far below the target because accuracy is flat on this task: "
-                   f"the {'finalists' if evidence.supernet else 'candidates'}' accuracies span only "
+                   f"the {'finalists' if evidence.staged else 'candidates'}' accuracies span only "
                    f"{100 * spread:.1f} points, so the {kind.name} term "
                    f"(w = {evidence.config.get('reward_weight', -0.07)}) decides. On a harder task, or with the "
                    "hard reward, the target would bind.")
@@ -322,19 +342,25 @@ def summary_markdown(evidence: Evidence) -> str:
         seconds = [t.user_attrs["score_seconds"] for t in evidence.completed if "score_seconds" in t.user_attrs]
         median = f", median {statistics.median(seconds):.3f} s per score" if seconds else ""
         out.append(f"\nPhase 2, candidates scored on the supernet: {_counts(evidence.trials)}{median}.\n")
+    elif evidence.staged:
+        out.append(f"\nPhase 1, screening runs ({config.get('screen_fraction')} of the {config.get('proxy')} "
+                   f"preset's length each): {_counts(evidence.trials)}.\n")
+    if evidence.staged:
         final_study = load_finalists(study)
         if final_study is not None:
-            out.append(f"\nPhase 3, finalists retrained stand-alone: {_counts(final_study.get_trials(deepcopy=False))}.\n")
+            number = 3 if evidence.supernet else 2
+            out.append(f"\nPhase {number}, finalists retrained stand-alone: "
+                       f"{_counts(final_study.get_trials(deepcopy=False))}.\n")
     else:
         out.append(f"\nTrials: {_counts(evidence.trials)}.\n")
     best = evidence.selected
     out.append("\n## Selected architecture\n\n")
     if best is None:
-        out.append("No completed trial yet.\n" if not evidence.supernet else "No finalist retrained yet.\n")
+        out.append("No completed trial yet.\n" if not evidence.staged else "No finalist retrained yet.\n")
     else:
         from nas.arch.describe import stage_rows
 
-        how = ("highest reward of the finalists' stand-alone accuracies" if evidence.supernet
+        how = ("highest reward of the finalists' stand-alone accuracies" if evidence.staged
                else "highest reward")
         out.append(f"Trial {evidence.search_trial(best).number}: `{best.user_attrs['arch']}` ({how}). "
                    "Spec in best.json.\n\n")
@@ -346,10 +372,10 @@ def summary_markdown(evidence: Evidence) -> str:
         out.append("\n### Against EfficientNet-B0\n\n" if b0 is not None else "\n")
         out.append(markdown_table(rows))
     out += _target_section(evidence)
-    if evidence.supernet:
+    if evidence.staged:
         out += _finalists_section(evidence)
     kind = evidence.cost.kind
-    score = "supernet score" if evidence.supernet else "accuracy"
+    score = evidence.strategy_info.score if evidence.staged else "accuracy"
     out.append(f"\n## Pareto front ({score} max, {kind.name} min)\n\n")
     out.append(markdown_table([_row(evidence, t) for t in front_trials(evidence.completed, kind.attr)]))
     unfinished = [t for t in evidence.trials if t.state in (TrialState.PRUNED, TrialState.FAIL)]

@@ -7,13 +7,16 @@ samplers through Optuna's constraints; a candidate above the hard cap is not sco
 
 Strategies (`SearchConfig.strategy`):
 
-- `supernet` (the default): phase 1 trains (or reuses) the space's weight-sharing supernet; phase 2 scores
-  thousands of candidates on it; phase 3 retrains the Pareto candidates around the target (and the enqueued
-  models) stand-alone, and the selection uses the reward of their stand-alone accuracies.
+- `halving` (the default): successive halving in two rungs. The search phase trains every candidate over a
+  quarter of the proxy preset's length (the screening run); the finalists phase retrains the Pareto candidates
+  around the target (and the enqueued models) over all of it, and the selection uses the reward of those
+  stand-alone accuracies.
+- `supernet`: phase 1 trains (or reuses) the space's weight-sharing supernet; phase 2 scores thousands of
+  candidates on it; phase 3 retrains the finalists stand-alone, as above.
 - `standalone`: every candidate is trained stand-alone; the selection uses the reward of those accuracies.
 
 Every phase resumes where a kill stopped it. From Python: `run_search(SearchConfig(...))`; with the
-stand-alone strategy `evaluate(spec, on_epoch) -> accuracy` may replace the trainer.
+stand-alone and halving strategies `evaluate(spec, on_epoch) -> accuracy` may replace the trainer.
 """
 
 from __future__ import annotations
@@ -236,9 +239,9 @@ def finalists_study(config: SearchConfig, evaluate: Evaluate | None = None, *, w
 
 def _phase(config: SearchConfig, phase: str, evaluate: Evaluate | None, worker_index: int, quiet: bool) -> None:
     prefix = f"[w{worker_index}] " if config.workers > 1 else ""
-    per_trial = phase == "finalists" or config.strategy == "standalone"
-    refresher = OutputRefresher(config.run_dir, prefix=f"{prefix}[{phase}] " if config.strategy == "supernet"
-                                else prefix, quiet=quiet, per_trial=per_trial)
+    per_trial = phase == "finalists" or config.strategy != "supernet"  # a supernet score takes under a second
+    refresher = OutputRefresher(config.run_dir, prefix=f"{prefix}[{phase}] " if config.staged else prefix,
+                                quiet=quiet, per_trial=per_trial)
     run = search_study if phase == "search" else finalists_study
     run(config, evaluate, worker_index=worker_index, on_trial_end=refresher)
 
@@ -288,8 +291,9 @@ def run_search(config: SearchConfig, *, evaluate: Evaluate | None = None, quiet:
     With one worker everything runs in this process; with several, worker processes share each phase's
     study through its storage and each computes with cores / workers threads.
     """
-    if evaluate is not None and config.strategy != "standalone":
-        raise NasError("a custom accuracy source replaces stand-alone training: use the standalone strategy")
+    if evaluate is not None and config.strategy == "supernet":
+        raise NasError("a custom accuracy source replaces stand-alone training: use the standalone or halving "
+                       "strategy")
     from nas.model.device import resolve_device
 
     resolve_device(config.device)  # a missing GPU is one line before anything is written
@@ -307,7 +311,7 @@ def run_search(config: SearchConfig, *, evaluate: Evaluate | None = None, quiet:
         ESTIMATORS[config.strategy](config, None)  # data problems surface here, not once per worker
         open_study(config, space, enqueued)  # created once, so workers never race to create it
     _run_phase(config, "search", evaluate, quiet)
-    if config.strategy == "supernet":
+    if config.staged:
         _run_phase(config, "finalists", evaluate, quiet)
     study = open_study(config, space, [])
     write_outputs(study, config.run_dir)

@@ -42,7 +42,7 @@ def b0_trial(completed: list[FrozenTrial]) -> FrozenTrial | None:
 
 def choose_finalists(completed: list[FrozenTrial], window: tuple[float, float], target: float,
                      count: int, attr: str = FLOPS.attr) -> list[FrozenTrial]:
-    """The supernet's candidates worth retraining stand-alone: `count` of its Pareto front inside the cost
+    """The candidates worth retraining stand-alone: `count` of its Pareto front inside the cost
     `window` (the highest rewards when more), topped up with the front's members nearest the target when
     fewer, then with the best-rewarded candidates inside the window, plus every enqueued model (B0 as the
     reference). Ordered by trial number. The cost is the user attribute `attr` (FLOPs, or predicted latency)."""

@@ -86,8 +86,8 @@ class SupernetPreset:
 SUPERNET_PRESETS: dict[str, SupernetPreset] = {
     # Seconds on 2 cores with the tiny space; for tests.
     "tiny": SupernetPreset("tiny", steps=12, batch_size=32, resolution=16, subset=400, checkpoint_every_s=0.0),
-    # The default search's supernet: the whole Fashion-MNIST training split at 32 px, sized so that the default
-    # `nas search` (supernet, 1,000 candidates, finalists) aims at about 20 minutes on 2 cores.
+    # The supernet search's: the whole Fashion-MNIST training split at 32 px, sized so that `nas search
+    # --strategy supernet` (supernet, 1,000 candidates, finalists) aims at about 20 minutes on 2 cores.
     "search": SupernetPreset("search", steps=270, batch_size=128, resolution=32),
     # The same, trained over three times longer: for a machine with time or a GPU (`--supernet-preset long`).
     "long": SupernetPreset("long", steps=900, batch_size=128, resolution=32),

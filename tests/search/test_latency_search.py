@@ -24,7 +24,7 @@ from nas.search.report import load_run_study
 from nas.search.reward import Reward
 from nas.search.selection import completed_trials, front_trials
 
-TINY = ["--space", "tiny", "--proxy", "tiny", "--supernet-preset", "tiny", "--target-flops", "40M"]
+TINY = ["--strategy", "supernet", "--space", "tiny", "--proxy", "tiny", "--supernet-preset", "tiny", "--target-flops", "40M"]
 
 
 def test_the_latency_reward_is_mnasnet_formula():

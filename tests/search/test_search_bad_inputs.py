@@ -87,6 +87,8 @@ BAD_INPUTS = [  # (extra arguments, a word the one-line message must contain)
     (["--strategy", "supernet", "--finalists", "0"], "finalists"),
     (["--strategy", "supernet", "--supernet", "{d}/no-supernet"], "no supernet checkpoint"),
     (["--strategy", "supernet", "--supernet-preset", "huge"], "supernet preset"),
+    (["--strategy", "halving", "--supernet", "{d}/no-supernet"], "goes with strategy supernet"),
+    (["--strategy", "halving", "--screen-fraction", "0"], "screen_fraction"),
 ]
 
 

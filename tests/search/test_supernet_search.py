@@ -31,7 +31,7 @@ def test_tiny_supernet_search_end_to_end_with_resume(tmp_path, run_nas, monkeypa
     import nas.supernet.scoring
     import nas.supernet.training
 
-    argv = ["search", "--space", "tiny", "--proxy", "tiny", "--supernet-preset", "tiny", "--target-flops", "40M",
+    argv = ["search", "--strategy", "supernet", "--space", "tiny", "--proxy", "tiny", "--supernet-preset", "tiny", "--target-flops", "40M",
             "--n-trials", "24", "--population", "8", "--finalists", "2", "--enqueue", str(tiny_reference(tmp_path)),
             "--study", "sn", "--runs-dir", str(tmp_path), "--seed", "1"]
     run_dir = tmp_path / "sn"

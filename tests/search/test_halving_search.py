@@ -1,0 +1,95 @@
+"""The halving strategy (the default) end to end on the tiny space: every candidate trained over a quarter of
+the proxy's length, the finalists over all of it, every output file, and a resume after an interruption in
+each phase."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from nas.proxy.data import FASHION_MNIST_DIR
+from nas.proxy.presets import get_preset
+from nas.search.config import SearchConfig
+from nas.search.finalists import load_finalists
+from nas.search.report import OUTPUT_FILES, load_run_study
+from nas.search.selection import choose_finalists, completed_trials
+from tests.search.test_supernet_search import tiny_reference
+
+pytestmark = pytest.mark.skipif(not Path(FASHION_MNIST_DIR).is_dir(), reason="Fashion-MNIST is not installed")
+
+
+def test_the_screening_run_is_a_share_of_the_proxy_length():
+    search = get_preset("search")
+    # A quarter of the search preset is one of its four epochs: the same 70 optimizer steps.
+    assert search.shortened(0.25).total_steps(9000 // 128, 128) == search.with_changes(epochs=1).total_steps(70, 128)
+    assert search.with_changes(epochs=4).shortened(0.25).epochs == 1
+    assert get_preset("tiny").shortened(0.01).images == get_preset("tiny").batch_size  # at least one batch
+    assert SearchConfig().strategy == "halving" and SearchConfig().staged and not SearchConfig(strategy="standalone").staged
+
+
+def test_tiny_halving_search_end_to_end_with_resume(tmp_path, run_nas, monkeypatch):
+    import nas.proxy.trainer
+
+    argv = ["search", "--space", "tiny", "--proxy", "tiny", "--target-flops", "40M", "--n-trials", "8",
+            "--population", "4", "--finalists", "2", "--enqueue", str(tiny_reference(tmp_path)), "--study", "sh",
+            "--runs-dir", str(tmp_path), "--seed", "1"]
+    run_dir, full = tmp_path / "sh", get_preset("tiny")
+    real_train, lengths = nas.proxy.trainer.train, []
+
+    def train(spec, data, preset, **kwargs):  # records each run's length; stops where the test says
+        lengths.append(preset.images)
+        if stop_at(lengths):
+            raise KeyboardInterrupt
+        return real_train(spec, data, preset, **kwargs)
+
+    monkeypatch.setattr(nas.proxy.trainer, "train", train)
+    stop_at = lambda runs: len(runs) == 4  # noqa: E731  (Ctrl-C in the 4th screening run)
+    code, out, err = run_nas(*argv)
+    assert code == 130, err
+    assert set(lengths) == {full.images // 4}  # screening runs only, each a quarter of the proxy's length
+
+    lengths.clear()
+    stop_at = lambda runs: runs[-1] == full.images  # noqa: E731  (Ctrl-C in the first finalist)
+    code, out, err = run_nas(*argv)
+    assert code == 130, err
+    # The 3 screening runs finished before the interruption are kept; every other trained one ran now.
+    trained = [t for t in load_run_study(run_dir).get_trials() if t.state.name == "COMPLETE"]
+    assert lengths[:-1] == [full.images // 4] * (len(trained) - 3) and lengths[-1] == full.images
+
+    stop_at = lambda runs: False  # noqa: E731
+    code, out, err = run_nas(*argv)  # the same command once more: finishes the finalists
+    assert code == 0, err
+    assert "selected: trial" in out and "screen" in out.splitlines()[-2]
+
+    study = load_run_study(run_dir)
+    assert len([t for t in study.get_trials() if t.state.name in ("COMPLETE", "PRUNED")]) == 8
+    assert sum(t.user_attrs.get("fail_kind") == "stale" for t in study.get_trials()) == 1
+    finalists = completed_trials(load_finalists(study).get_trials())
+    scored = {t.number: t for t in completed_trials(study.get_trials())}
+    chosen = choose_finalists(list(scored.values()), (30e6, 50e6), 40e6, 2)
+    assert sorted(t.user_attrs["source_trial"] for t in finalists) == sorted(t.number for t in chosen)
+    assert any(t.user_attrs.get("enqueued") for t in finalists)
+    for final in finalists:  # each finalist keeps both scores: its screening run's and its own full run's
+        source = scored[final.user_attrs["source_trial"]]
+        assert final.user_attrs["screen_acc"] == source.user_attrs["accuracy"] and final.params == source.params
+        assert len(final.user_attrs["val_acc_history"]) == 2 and len(source.user_attrs["val_acc_history"]) == 1
+
+    for name in OUTPUT_FILES:
+        assert (run_dir / name).stat().st_size > 0, name
+    table = pd.read_csv(run_dir / "trials.csv")
+    assert (table["estimator"] == "halving").all() and "supernet_loss" not in table.columns
+    flagged = table[table["finalist"]]
+    assert sorted(flagged["number"]) == sorted(t.user_attrs["source_trial"] for t in finalists)
+    assert flagged["standalone_acc"].notna().all() and table.loc[~table["finalist"], "standalone_acc"].isna().all()
+    best = json.loads((run_dir / "best.json").read_text())
+    selected = max(finalists, key=lambda t: t.user_attrs["reward"])
+    assert best["finalist_trial"] == selected.number and best["screen_acc"] == selected.user_attrs["screen_acc"]
+    assert best["strategy"] == "halving" and best["accuracy"] == selected.user_attrs["accuracy"]
+    assert {"screen_acc", "standalone_acc"} <= set(pd.read_csv(run_dir / "pareto.csv").columns)
+    summary = (run_dir / "summary.md").read_text()
+    for heading in ("Phase 1, screening runs (0.25 of the tiny preset", "Phase 2, finalists retrained",
+                    "Finalists: screening accuracy against stand-alone", "Against the target"):
+        assert heading in summary, heading
