@@ -55,9 +55,9 @@ BUDGET_FIELDS = ("n_trials", "population", "timeout")
 # is one of its epochs). bench/bench_supernet_ranking.py ranks it against the full runs.
 SCREEN_FRACTION = 0.25
 # Settings that define a study: resuming with different ones would mix incomparable trials.
-IDENTITY_FIELDS = ("strategy", "space", "data", "proxy", "screen_fraction", "supernet_preset", "objective", "target_flops",
-                   "target_latency", "latency_table", "reward_weight", "hard_reward", "flops_window", "hard_cap",
-                   "sampler", "population", "seed")
+IDENTITY_FIELDS = ("strategy", "space", "data", "proxy", "screen_fraction", "supernet_preset", "objective",
+                   "target_flops", "target_latency", "latency_table", "reward_weight", "hard_reward", "flops_window",
+                   "hard_cap", "sampler", "population", "seed")
 # What a study stored before these settings existed ran with. Another absent setting differs from any value
 # on resuming (open_study refuses it) and takes its default on reporting (stored_cost, stored_reward).
 IDENTITY_ABSENT = {"strategy": "standalone", "objective": "flops", "screen_fraction": SCREEN_FRACTION}

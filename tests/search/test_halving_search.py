@@ -27,7 +27,8 @@ def test_the_screening_run_is_a_share_of_the_proxy_length():
     assert search.shortened(0.25).total_steps(9000 // 128, 128) == search.with_changes(epochs=1).total_steps(70, 128)
     assert search.with_changes(epochs=4).shortened(0.25).epochs == 1
     assert get_preset("tiny").shortened(0.01).images == get_preset("tiny").batch_size  # at least one batch
-    assert SearchConfig().strategy == "halving" and SearchConfig().staged and not SearchConfig(strategy="standalone").staged
+    assert SearchConfig().strategy == "halving" and SearchConfig().staged
+    assert not SearchConfig(strategy="standalone").staged
 
 
 def test_tiny_halving_search_end_to_end_with_resume(tmp_path, run_nas, monkeypatch):
