@@ -30,7 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="search space name or .toml file (default: %(default)s)")
     parser.add_argument("--data", default=defaults.data, help="proxy data set (default: %(default)s)")
     parser.add_argument("--proxy", default=defaults.proxy,
-                        help="stand-alone training preset: every candidate, or the finalists (default: %(default)s)")
+                        help="stand-alone training preset: every candidate, or the finalists (halving: its screening "
+                             "runs are --screen-fraction of it) (default: %(default)s)")
     parser.add_argument("--screen-fraction", type=float, default=defaults.screen_fraction,
                         help="halving strategy: the screening run's share of the proxy's length "
                              "(default: %(default)s)")

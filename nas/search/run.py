@@ -80,8 +80,10 @@ def open_study(config: SearchConfig, space: SearchSpace, enqueued: list[tuple[st
         changed = [key for key in identity if stored.get(key, IDENTITY_ABSENT.get(key)) != identity[key]]
         if changed:
             details = ", ".join(f"{k}: {stored.get(k)!r} (now {identity[k]!r})" for k in changed)
+            hint = (f" (a study of strategy {stored.get('strategy')!r} resumes with --strategy "
+                    f"{stored.get('strategy')})" if "strategy" in changed else "")
             raise NasError(f"study {config.study!r} exists with other settings ({details}); "
-                           f"use another --study name or the same settings")
+                           f"use another --study name or the same settings{hint}")
     for label, params in enqueued:
         study.enqueue_trial(params, user_attrs={"enqueued": label}, skip_if_exists=True)
     return study
@@ -206,7 +208,8 @@ def prepare_supernet(config: SearchConfig, space: SearchSpace, quiet: bool = Fal
 
 def search_study(config: SearchConfig, evaluate: Evaluate | None = None, *, worker_index: int = 0,
                  on_trial_end: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> RunSummary:
-    """Phase 2 (one worker): open (or resume) the study and score candidates until it holds `n_trials`."""
+    """The search phase (one worker): open (or resume) the study and score candidates until it holds
+    `n_trials`."""
     space = load_space(config.space)
     enqueued = [(text, enqueue_params(space, text)) for text in config.enqueue]
     estimator = ESTIMATORS[config.strategy](config, evaluate)  # data errors surface before the study is touched
@@ -226,7 +229,8 @@ def search_study(config: SearchConfig, evaluate: Evaluate | None = None, *, work
 
 def finalists_study(config: SearchConfig, evaluate: Evaluate | None = None, *, worker_index: int = 0,
                     on_trial_end: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> RunSummary:
-    """Phase 3 (one worker): retrain the finalists stand-alone until each has its result."""
+    """The finalists phase of a staged strategy (one worker): retrain the finalists stand-alone until each has
+    its result."""
     space = load_space(config.space)
     estimator = standalone_estimator(config, evaluate)
     price = make_pricer(config, space)

@@ -1,5 +1,5 @@
 """Which trials a search reports and selects: the completed ones, their Pareto front, the reward's choice,
-EfficientNet-B0's trial, and (supernet strategy) the finalists to retrain stand-alone."""
+EfficientNet-B0's trial, and (staged strategies) the finalists to retrain stand-alone."""
 
 from __future__ import annotations
 

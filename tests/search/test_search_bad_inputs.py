@@ -83,6 +83,7 @@ BAD_INPUTS = [  # (extra arguments, a word the one-line message must contain)
     (["--data", "cifar10:{d}/no-such-folder"], "no-such-folder"),
     (["--data", "imagenet"], "imagenet"),
     (["--target-flops", "70M"], "other settings"),  # the existing study was made for 60M
+    (["--strategy", "halving"], "resumes with --strategy standalone"),  # and with the standalone strategy
     (["--strategy", "fancy"], "invalid choice"),
     (["--strategy", "supernet", "--finalists", "0"], "finalists"),
     (["--strategy", "supernet", "--supernet", "{d}/no-supernet"], "no supernet checkpoint"),
