@@ -9,6 +9,7 @@ epochs of 28 steps; sized in images, it gets the 280 steps it has on the Fashion
 
     python bench/bench_folder_presets.py [--preset search,full] [--folder DIR] [--images 4000] [--seed 0]
     python bench/bench_folder_presets.py --preset search --epochs 4   # the search preset as it was, in epochs
+    python bench/bench_folder_presets.py --preset search --change lr_per_256=0.016   # another recipe
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from nas._common.parse import parse_field_changes
 from nas.arch.efficientnet import efficientnet
 from nas.proxy.data import load_dataset
 from nas.proxy.presets import get_preset
@@ -50,19 +52,22 @@ def main() -> None:
     parser.add_argument("--test-images", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, help="size the presets in epochs instead (the old way)")
+    parser.add_argument("--change", action="append", default=[], metavar="FIELD=VALUE",
+                        help="train the presets with this field changed (e.g. lr_per_256=0.016); repeatable")
     parser.add_argument("--threads", type=int)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as scratch:
         root = write_folder(args.folder or Path(scratch) / "folder", args.images, args.test_images, args.seed)
+        changes = parse_field_changes(args.change, "--change")
         for name in args.preset.split(","):
-            preset = get_preset(name).with_changes(epochs=args.epochs)
+            preset = get_preset(name).with_changes(epochs=args.epochs, **changes)
             data = load_dataset(f"folder:{root}", seed=args.seed, image_size=preset.resolution)
             started = time.perf_counter()
             result = train(efficientnet("b0"), data, preset, seed=args.seed, evaluate_test=True)
             print(f"B0, preset {name} ({preset.length}) on {len(data.train_y)} + {len(data.val_y)} folder images "
-                  f"at {preset.resolution} px: {result.steps} steps in {len(result.history)} epochs, "
+                  f"at {preset.resolution} px{''.join(f', {k}={v}' for k, v in changes.items())}: {result.steps} steps in {len(result.history)} epochs, "
                   f"val acc {result.val_acc:.4f}, test acc {result.test_acc:.4f}, "
                   f"{(time.perf_counter() - started) / 60:.1f} min, {result.images_per_s:.0f} img/s, "
                   f"{torch.get_num_threads()} threads", flush=True)

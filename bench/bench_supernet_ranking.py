@@ -41,6 +41,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from nas._common.atomic import write_text_atomic  # noqa: E402
+from nas._common.parse import parse_field_changes  # noqa: E402
 from nas._common.tables import print_table  # noqa: E402
 from nas.arch.cost import count_flops, count_params  # noqa: E402
 from nas.arch.efficientnet import efficientnet  # noqa: E402
@@ -221,12 +222,7 @@ def parse_variant(text: str) -> tuple[str, SupernetPreset]:
     name, *changes = rest.split(",")
     if not label or not name:
         raise SystemExit(f"--variant {text!r}: expected LABEL=PRESET[,FIELD=VALUE...]")
-    values = {}
-    for change in changes:
-        key, _, value = change.partition("=")
-        values[key] = {"true": True, "false": False}.get(value.lower(), None)
-        if values[key] is None:
-            values[key] = float(value) if "." in value else int(value)
+    values = parse_field_changes(changes, "--variant")
     return label, get_supernet_preset(name).with_changes(**values)
 
 

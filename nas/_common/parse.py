@@ -94,3 +94,22 @@ def parse_bytes(text: str, option: str = "--memory-budget") -> int:
     if not match:
         raise NasError(f"{option}: cannot read {text!r} (expected e.g. 512M, 8G or a number of bytes)")
     return int(float(match.group(1)) * 1024 ** " kmgt".index(match.group(2) or " "))
+
+
+def parse_field_changes(items: list[str], option: str) -> dict[str, Any]:
+    """['lr_per_256=0.016', 'flip=false'] -> {'lr_per_256': 0.016, 'flip': False}: preset fields a bench
+    changes (true/false, then int, then float, else the text)."""
+    changes: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not key or not sep:
+            raise NasError(f"{option}: expected FIELD=VALUE, got {item!r}")
+        value: Any = {"true": True, "false": False}.get(text.lower(), text)
+        for kind in (int, float):
+            if isinstance(value, str):
+                try:
+                    value = kind(text)
+                except ValueError:
+                    pass
+        changes[key] = value
+    return changes
