@@ -5,7 +5,8 @@ Prints per network and seed the test accuracy, and per network the mean, FLOPs, 
 the mean test accuracy (the search's reward: ACC x (FLOPs / T)^w). The goal: the searched network's reward at
 least B0's. Runs the default search first (`nas search --enqueue b0 --data DATA --study STUDY`) when the study
 folder has no best.json. `--shapes DIR` writes the second data set (bench/synthetic_shapes.py) and uses it.
-Every training's result is cached in runs/STUDY/full-check.json, so the bench resumes. Usage:
+Every training's result is cached in runs/STUDY/full-check.json, so the bench resumes, and processes training
+different seeds side by side (one thread each) share it. Usage:
 
     python bench/bench_full_check.py [--study search] [--data fashion-mnist] [--seeds 0,1] [--threads N]
     python bench/bench_full_check.py --study search-shapes --shapes runs/shapes
@@ -75,6 +76,9 @@ def main() -> None:
             if key not in cache:
                 result = train(spec, data, preset, seed=seed, evaluate_test=True)
                 cache[key] = {"test_acc": result.test_acc, "val_acc": result.val_acc, "seconds": result.seconds}
+                # merged with what is on disk: one process per seed may share the cache (`--seeds 0`, `--seeds 1`)
+                on_disk = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+                cache = {**on_disk, **cache}
                 write_text_atomic(cache_path, json.dumps(cache, indent=1))
             print(f"{name} seed {seed}: test {cache[key]['test_acc']:.4f} ({cache[key]['seconds']:.0f} s)", flush=True)
     rows = []
