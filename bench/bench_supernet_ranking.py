@@ -144,7 +144,7 @@ def main() -> None:
         def short(spec=spec):
             result = train(spec, standalone, screening, seed=0)
             return {"val_acc": result.val_acc, "seconds": result.seconds}
-        cached(f"one_epoch:{index}", short)  # the key of the runs cached as 1 epoch, the same 70 steps
+        cached(f"screen:{screening.length}:{index}", short)  # keyed by its length: another fraction trains anew
     supernets = [("supernet", get_supernet_preset("search").with_changes(steps=args.supernet_steps))]
     supernets += [parse_variant(text) for text in args.variant]
     estimators: dict[str, tuple[list[float], float]] = {}  # name -> (values, seconds per candidate once set up)
@@ -167,11 +167,12 @@ def main() -> None:
 
     seeds = [[cache[f"standalone:{i}:{s}"] for s in (0, 1)] for i in range(len(specs))]
     # Records cached before the runs were timed have no seconds: the median is over those that have.
-    one_epoch_seconds = [cache[f"one_epoch:{i}"]["seconds"] for i in range(len(specs)) if "seconds" in cache[f"one_epoch:{i}"]]
+    screen_runs = [cache[f"screen:{screening.length}:{i}"] for i in range(len(specs))]
+    screen_seconds = [run["seconds"] for run in screen_runs if "seconds" in run]
     estimators["parameter count"] = ([float(count_params(spec)) for spec in specs], 0.0)
-    screened = [cache[f"one_epoch:{i}"]["val_acc"] for i in range(len(specs))]
+    screened = [run["val_acc"] for run in screen_runs]
     estimators[f"screening run ({SCREEN_FRACTION:g} of the preset)"] = (screened,
-                                         statistics.median(one_epoch_seconds) if one_epoch_seconds else math.nan)
+                                         statistics.median(screen_seconds) if screen_seconds else math.nan)
     # The truths: the proxy's validation accuracy, and the changed proxies the issue lists when that one is too
     # flat -- validation loss, and a larger validation set (the 5,000 held-out images), by accuracy and by loss.
     truths = {"val accuracy": ("val_acc", 1), "val loss": ("val_loss", -1),

@@ -110,8 +110,13 @@ class SearchConfig:
         for name in BUDGET_FIELDS:
             if getattr(self, name) is None:
                 object.__setattr__(self, name, getattr(STRATEGIES[self.strategy], name))
-        _check(is_number(self.screen_fraction) and 0 < self.screen_fraction <= 1, "screen_fraction",
-               self.screen_fraction, "a share of the proxy's length, 0 < f <= 1")
+        _check(is_number(self.screen_fraction) and 0 < self.screen_fraction < 1, "screen_fraction",
+               self.screen_fraction, "a share of the proxy's length, 0 < f < 1 (the whole length: strategy "
+               "standalone)")
+        if self.screen_fraction != SCREEN_FRACTION and self.strategy != "halving":
+            # it would be stored with the study and refuse a resume over a setting the strategy never reads
+            raise NasError(f"invalid search settings: screen_fraction (--screen-fraction) goes with strategy "
+                           f"halving (--strategy halving), not {self.strategy}")
         if self.supernet is not None and self.strategy != "supernet":
             raise NasError(f"invalid search settings: supernet (--supernet) goes with strategy supernet "
                            f"(--strategy supernet), not {self.strategy}")

@@ -5,7 +5,8 @@
   the per-epoch validation accuracy and the CPU seconds. A custom accuracy source `evaluate(spec, on_epoch)`
   can take the trainer's place (tests, other proxies).
 - `halving`: the same training over `config.screen_fraction` of the preset's length (the screening run, the
-  first rung of successive halving; the finalists get the whole length).
+  first rung of successive halving; the finalists get the whole length). A custom source is called as
+  `evaluate(spec, on_epoch, fraction=config.screen_fraction)` for the screening run.
 - `supernet`: score the candidate on a trained supernet (extraction, BN recalibration, validation accuracy);
   records the validation loss and the seconds the score took.
 
@@ -25,7 +26,7 @@ from nas.search.config import SearchConfig
 
 Record = Callable[[str, Any], None]
 Estimator = Callable[[Spec, Record], float]
-Evaluate = Callable[[Spec, Callable[[Any], None]], float]  # a custom accuracy source: (spec, on_epoch) -> accuracy
+Evaluate = Callable[..., float]  # a custom accuracy source: (spec, on_epoch[, fraction=]) -> accuracy
 
 SUPERNET_FOLDER = "supernet"  # inside the run folder, unless the settings name a trained one
 
@@ -71,8 +72,13 @@ def standalone_estimator(config: SearchConfig, evaluate: Evaluate | None = None)
 
 
 def screening_estimator(config: SearchConfig, evaluate: Evaluate | None = None) -> Estimator:
-    """Stand-alone training over `config.screen_fraction` of the proxy preset's length (or `evaluate`)."""
-    return standalone_estimator(config, evaluate or proxy_evaluator(config, config.screen_fraction))
+    """Stand-alone training over `config.screen_fraction` of the proxy preset's length (or `evaluate`, told
+    that share as `fraction=`: the same source must not score both rungs alike)."""
+    if evaluate is None:
+        return standalone_estimator(config, proxy_evaluator(config, config.screen_fraction))
+    custom = evaluate
+    return standalone_estimator(config, lambda spec, on_epoch: custom(spec, on_epoch,
+                                                                      fraction=config.screen_fraction))
 
 
 def supernet_folder(config: SearchConfig) -> Path:

@@ -16,7 +16,8 @@ Strategies (`SearchConfig.strategy`):
 - `standalone`: every candidate is trained stand-alone; the selection uses the reward of those accuracies.
 
 Every phase resumes where a kill stopped it. From Python: `run_search(SearchConfig(...))`; with the
-stand-alone and halving strategies `evaluate(spec, on_epoch) -> accuracy` may replace the trainer.
+stand-alone and halving strategies `evaluate(spec, on_epoch) -> accuracy` may replace the trainer (halving
+calls it with `fraction=` for the screening runs).
 """
 
 from __future__ import annotations

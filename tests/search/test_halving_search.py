@@ -14,8 +14,10 @@ from nas.proxy.data import FASHION_MNIST_DIR
 from nas.proxy.presets import get_preset
 from nas.search.config import SearchConfig
 from nas.search.finalists import load_finalists
+from nas.search.run import run_search
 from nas.search.report import OUTPUT_FILES, load_run_study
 from nas.search.selection import choose_finalists, completed_trials
+from tests.search.test_search import Epoch, fake_accuracy
 from tests.search.test_supernet_search import tiny_reference
 
 pytestmark = pytest.mark.skipif(not Path(FASHION_MNIST_DIR).is_dir(), reason="Fashion-MNIST is not installed")
@@ -29,6 +31,24 @@ def test_the_screening_run_is_a_share_of_the_proxy_length():
     assert get_preset("tiny").shortened(0.01).images == get_preset("tiny").batch_size  # at least one batch
     assert SearchConfig().strategy == "halving" and SearchConfig().staged
     assert not SearchConfig(strategy="standalone").staged
+
+
+def test_a_custom_accuracy_source_is_told_the_screening_share(tmp_path):
+    calls = []
+
+    def evaluate(spec, on_epoch, fraction=1.0):  # stands in for a proxy of the user's own
+        calls.append(fraction)
+        on_epoch(Epoch(1, fake_accuracy(spec) * fraction))
+        return fake_accuracy(spec) * fraction
+
+    config = SearchConfig(space="tiny", target_flops=60_000_000, population=4, n_trials=6, finalists=2,
+                          screen_fraction=0.5, runs_dir=str(tmp_path), study="custom")
+    study = run_search(config, evaluate=evaluate, quiet=True)
+    trained = [t for t in study.get_trials() if "val_acc_history" in t.user_attrs]  # twins and capped ones are not
+    finalists = completed_trials(load_finalists(study).get_trials())
+    # every screening run at half the length, then the finalists at the whole length
+    assert len(trained) >= 2 and calls == [0.5] * len(trained) + [1.0] * len(finalists)
+    assert all(t.values[0] == pytest.approx(2 * t.user_attrs["screen_acc"]) for t in finalists)
 
 
 def test_tiny_halving_search_end_to_end_with_resume(tmp_path, run_nas, monkeypatch):

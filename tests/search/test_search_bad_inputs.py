@@ -90,6 +90,8 @@ BAD_INPUTS = [  # (extra arguments, a word the one-line message must contain)
     (["--strategy", "supernet", "--supernet-preset", "huge"], "supernet preset"),
     (["--strategy", "halving", "--supernet", "{d}/no-supernet"], "goes with strategy supernet"),
     (["--strategy", "halving", "--screen-fraction", "0"], "screen_fraction"),
+    (["--strategy", "halving", "--screen-fraction", "1"], "strategy standalone"),  # the whole length
+    (["--screen-fraction", "0.5"], "goes with strategy halving"),  # the study's standalone strategy ignores it
 ]
 
 
