@@ -6,7 +6,8 @@ the mean test accuracy (the search's reward: ACC x (FLOPs / T)^w). The goal: the
 least B0's. Runs the default search first (`nas search --enqueue b0 --data DATA --study STUDY`) when the study
 folder has no best.json. `--shapes DIR` writes the second data set (bench/synthetic_shapes.py) and uses it.
 Every training's result is cached in runs/STUDY/full-check.json, so the bench resumes, and processes training
-different seeds side by side (one thread each) share it. Usage:
+different seeds or networks side by side (`--seeds 0 --threads 1`, `--networks b0 --threads 1`) share it; the
+table comes once every training is cached. Usage:
 
     python bench/bench_full_check.py [--study search] [--data fashion-mnist] [--seeds 0,1] [--threads N]
     python bench/bench_full_check.py --study search-shapes --shapes runs/shapes
@@ -46,6 +47,8 @@ def main() -> None:
     parser.add_argument("--shapes", help="write the synthetic shapes data set here and use it as --data")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--preset", default="full")
+    parser.add_argument("--networks", default="selected,b0",
+                        help="which to train now (the table needs both, trained here or cached before)")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--runs-dir", default="runs")
     args = parser.parse_args()
@@ -70,17 +73,22 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     print(f"full check of {run_dir}/best.json (trial {best.get('trial')}, {best.get('arch')}) against B0 on "
           f"{args.data}, preset {preset.name}, seeds {seeds}, {torch.get_num_threads()} threads", flush=True)
+    chosen = {{"selected": "selected", "b0": "EfficientNet-B0"}.get(n, n) for n in args.networks.split(",")}
     for name, spec in networks.items():
         for seed in seeds:
             key = f"{name}:{seed}:{preset.name}"
-            if key not in cache:
+            if key not in cache and name in chosen:
                 result = train(spec, data, preset, seed=seed, evaluate_test=True)
                 cache[key] = {"test_acc": result.test_acc, "val_acc": result.val_acc, "seconds": result.seconds}
                 # merged with what is on disk: one process per seed may share the cache (`--seeds 0`, `--seeds 1`)
                 on_disk = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
                 cache = {**on_disk, **cache}
                 write_text_atomic(cache_path, json.dumps(cache, indent=1))
-            print(f"{name} seed {seed}: test {cache[key]['test_acc']:.4f} ({cache[key]['seconds']:.0f} s)", flush=True)
+            if key in cache:
+                print(f"{name} seed {seed}: test {cache[key]['test_acc']:.4f} ({cache[key]['seconds']:.0f} s)",
+                      flush=True)
+    if any(f"{name}:{seed}:{preset.name}" not in cache for name in networks for seed in seeds):
+        return  # another process trains the rest; run again once it is done for the table
     rows = []
     for name, spec in networks.items():
         accs = [cache[f"{name}:{seed}:{preset.name}"]["test_acc"] for seed in seeds]
