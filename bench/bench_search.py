@@ -10,10 +10,12 @@ Then each run's answer is retrained stand-alone under a fresh seed (the same for
 distinct network): its reported Pareto set (the finalists, or the stand-alone front) and its selected network.
 Printed per method, over seeds: the hypervolume of the retrained (error, FLOPs/T) front against the reference
 point (error 1, FLOPs/T = the hard cap), the retrained selected network's reward, and their spread.
-Runs and retrainings are cached in `--out`, so the bench resumes. Usage:
+Runs and retrainings are cached in `--out`, so the bench resumes, and processes running different seeds side by
+side (`--seeds 0 --threads 1`, ...) share it; run once more with every seed for the whole table. Usage:
 
     python bench/bench_search.py [--budget 900] [--seeds 0,1,2] [--threads N] [--out runs/bench-search]
     python bench/bench_search.py --space tiny --proxy tiny --supernet-preset tiny --target-flops 40M --budget 60
+    python bench/bench_search.py --methods "halving nsga2,halving random,stand-alone nsga2" --budget 420
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ def main() -> None:
     parser.add_argument("--supernet-preset", default="search")
     parser.add_argument("--target-flops", default="400M")
     parser.add_argument("--finalists", type=int, default=4)
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help=f"comma-separated, from: {', '.join(METHODS)} (the supernet is trained only for its own)")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--out", type=Path, default=Path("runs/bench-search"))
     args = parser.parse_args()
@@ -73,21 +77,28 @@ def main() -> None:
     cache_path = args.out / "results.json"
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
 
-    def save() -> None:
+    def save() -> None:  # merged with what is on disk: one process per seed may share --out
+        on_disk = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+        cache.update({**on_disk, **cache})
         write_text_atomic(cache_path, json.dumps(cache, indent=1))
 
     target = parse_flops(args.target_flops)
     seeds = [int(s) for s in args.seeds.split(",")]
     common = dict(space=args.space, proxy=args.proxy, supernet_preset=args.supernet_preset, target_flops=target,
                   finalists=args.finalists, runs_dir=str(args.out))
+    methods = {name: METHODS[name] for name in args.methods.split(",") if name in METHODS}
+    if len(methods) != len(args.methods.split(",")):
+        raise SystemExit(f"--methods: choose from {', '.join(METHODS)}")
     space = load_space(args.space)
     shared = SearchConfig(study="shared", **common)
     standalone_time = _standalone_seconds(shared, space, cache, save)
-    supernet_run = prepare_supernet(SearchConfig(study="shared", **common), space)  # trained once, counted per run
+    supernet_run = {"seconds": 0.0, "folder": None}
+    if any(strategy == "supernet" for strategy, _ in methods.values()):  # trained once, counted in each run
+        supernet_run = prepare_supernet(SearchConfig(study="shared", strategy="supernet", **common), space)
     print(f"supernet: {supernet_run['seconds']:.0f} s of training; stand-alone training ~{standalone_time:.0f} s "
-          f"per candidate; budget {args.budget:.0f} s per run", flush=True)
+          f"per candidate; budget {args.budget:.0f} s per run; {torch.get_num_threads()} threads", flush=True)
 
-    for name, (strategy, sampler) in METHODS.items():
+    for name, (strategy, sampler) in methods.items():
         for seed in seeds:
             key = f"run:{name}:{seed}"
             if key in cache:
@@ -117,7 +128,7 @@ def main() -> None:
     retrain = proxy_evaluator(SearchConfig(**common, seed=RETRAIN_SEED))
     reward = shared.reward
     rows, per_method = [], {}
-    for name in METHODS:
+    for name in methods:
         for seed in seeds:
             run = cache[f"run:{name}:{seed}"]
             points = []
