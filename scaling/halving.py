@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from nas.errors import NasError
+from nas.proxy.chance import near_chance
 
 # A run trained when its last-epoch loss is below this share of ln(classes), the loss of guessing (where an
-# untrained network sits), and its validation accuracy is above this multiple of chance.
+# untrained network sits), and its validation accuracy is not near chance (nas.proxy.chance).
 TRAINED_LOSS_SHARE = 1.0
-TRAINED_CHANCE_MULTIPLE = 2.0
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def did_train(history: list[Any], num_classes: int) -> str | None:
     if not last.train_loss < TRAINED_LOSS_SHARE * math.log(num_classes):
         return f"did not train: last-epoch loss {last.train_loss:.3f} stayed near ln({num_classes}) = " \
                f"{math.log(num_classes):.3f}"
-    if not last.val_acc > TRAINED_CHANCE_MULTIPLE / num_classes:
+    if near_chance(last.val_acc, num_classes):
         return f"did not train: validation accuracy {last.val_acc:.3f} is near chance (1/{num_classes})"
     return None
 

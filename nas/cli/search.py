@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
           f"seed {config.seed}, {config.workers} worker(s); outputs in {config.run_dir}/", flush=True)
     import optuna
 
-    from nas.search.report import gather
+    from nas.search.report import chance_warning, gather
     from nas.search.run import (
         run_search,  # Optuna and torch load only when a search runs
     )
@@ -138,6 +138,9 @@ def run(args: argparse.Namespace) -> int:
     if best is None:
         print("no completed trial: nothing selected")
         return 0
+    warning = chance_warning(evidence)
+    if warning:
+        print(f"warning: {warning}")
     attrs = best.user_attrs
     scores = (f"{evidence.strategy_info.column} {evidence.search_trial(best).user_attrs['accuracy']:.4f}, "
               "stand-alone " if evidence.staged else "")

@@ -16,6 +16,7 @@ before any study is touched.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,29 +32,39 @@ Evaluate = Callable[..., float]  # a custom accuracy source: (spec, on_epoch[, f
 SUPERNET_FOLDER = "supernet"  # inside the run folder, unless the settings name a trained one
 
 
-def proxy_evaluator(config: SearchConfig, fraction: float = 1.0) -> Evaluate:
+class ProxyEvaluate:
     """The shipped stand-alone accuracy source: train the candidate on the proxy task, return its validation
-    accuracy (`config.proxy` preset over `fraction` of its length, `config.seed` for the data split and the
-    training)."""
-    from nas.model.device import resolve_device
-    from nas.proxy.data import load_dataset
-    from nas.proxy.presets import get_preset
-    from nas.proxy.trainer import train
+    accuracy. `num_classes` is the data set's, for the evidence (a custom source may lack it)."""
 
-    preset = get_preset(config.proxy)
-    preset = preset.shortened(fraction) if fraction < 1 else preset
-    device = resolve_device(config.device)  # a missing GPU fails here, before the study, like missing data
-    data = load_dataset(config.data, subset=preset.subset, seed=config.seed, image_size=preset.resolution)
+    def __init__(self, config: SearchConfig, fraction: float = 1.0) -> None:
+        from nas.model.device import resolve_device
+        from nas.proxy.data import load_dataset
+        from nas.proxy.presets import get_preset
 
-    def evaluate(spec: Spec, on_epoch: Callable[[Any], None]) -> float:
-        return train(spec, data, preset, seed=config.seed, on_epoch=on_epoch, device=device).val_acc
+        preset = get_preset(config.proxy)
+        self.preset = preset.shortened(fraction) if fraction < 1 else preset
+        self.seed = config.seed
+        self.device = resolve_device(config.device)  # a missing GPU fails here, before the study, like missing data
+        self.data = load_dataset(config.data, subset=self.preset.subset, seed=config.seed,
+                                 image_size=self.preset.resolution)
+        self.num_classes = self.data.num_classes
 
-    return evaluate
+    def __call__(self, spec: Spec, on_epoch: Callable[[Any], None]) -> float:
+        from nas.proxy.trainer import train
+
+        return train(spec, self.data, self.preset, seed=self.seed, on_epoch=on_epoch, device=self.device).val_acc
+
+
+def proxy_evaluator(config: SearchConfig, fraction: float = 1.0) -> Evaluate:
+    """The shipped accuracy source (`config.proxy` preset over `fraction` of its length, `config.seed` for the
+    data split and the training)."""
+    return ProxyEvaluate(config, fraction)
 
 
 def standalone_estimator(config: SearchConfig, evaluate: Evaluate | None = None) -> Estimator:
     """Stand-alone training of every candidate (or `evaluate` in its place)."""
     evaluate = evaluate or proxy_evaluator(config)
+    classes = getattr(evaluate, "num_classes", None)
 
     def estimate(spec: Spec, record: Record) -> float:
         history: list[float] = []
@@ -62,6 +73,8 @@ def standalone_estimator(config: SearchConfig, evaluate: Evaluate | None = None)
             history.append(float(report.val_acc))
             record("val_acc_history", list(history))  # per-epoch evidence (no pruner in MO studies)
 
+        if classes:
+            record("classes", classes)  # what chance is on this data set (the summary's warning)
         cpu_start = time.process_time()
         accuracy = float(evaluate(spec, on_epoch))
         # CPU seconds (all threads) next to the wall time: on a shared machine they tell the trial's real cost.
@@ -76,9 +89,9 @@ def screening_estimator(config: SearchConfig, evaluate: Evaluate | None = None) 
     that share as `fraction=`: the same source must not score both rungs alike)."""
     if evaluate is None:
         return standalone_estimator(config, proxy_evaluator(config, config.screen_fraction))
-    custom = evaluate
-    return standalone_estimator(config, lambda spec, on_epoch: custom(spec, on_epoch,
-                                                                      fraction=config.screen_fraction))
+    shortened = functools.partial(evaluate, fraction=config.screen_fraction)
+    shortened.num_classes = getattr(evaluate, "num_classes", None)  # type: ignore[attr-defined]
+    return standalone_estimator(config, shortened)
 
 
 def supernet_folder(config: SearchConfig) -> Path:
@@ -97,6 +110,7 @@ def supernet_estimator(config: SearchConfig, evaluate: Evaluate | None = None) -
 
     def estimate(spec: Spec, record: Record) -> float:
         score = scorer.score(spec)
+        record("classes", run.supernet.num_classes)
         record("supernet_loss", round(score.loss, 5))
         record("score_seconds", round(score.seconds, 3))
         return score.accuracy

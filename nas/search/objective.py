@@ -75,7 +75,7 @@ def make_objective(space: SearchSpace, config: SearchConfig, estimator: Estimato
         twin = twins.find(trial.study, spec_dict)
         if twin is not None:  # estimators are seeded: scoring the same network again gives the same result
             trial.set_user_attr("duplicate_of", twin.number)
-            for key in ("val_acc_history", "supernet_loss"):
+            for key in ("val_acc_history", "supernet_loss", "classes"):
                 if key in twin.user_attrs:
                     trial.set_user_attr(key, twin.user_attrs[key])
             accuracy = float(twin.user_attrs["accuracy"])

@@ -329,6 +329,32 @@ def _target_section(evidence: Evidence) -> list[str]:
     return out + ["\n"]
 
 
+# What to lengthen when most first scores sit at chance, by strategy: (what they are, the remedy).
+_CHANCE_REMEDY = {
+    "halving": ("screening runs", "`--screen-fraction 0.5`, or a longer `--proxy`"),
+    "supernet": ("supernet scores", "`--supernet-preset long`, or `--strategy halving`"),
+    "standalone": ("proxy runs", "a longer `--proxy`"),
+}
+
+
+def chance_warning(evidence: Evidence) -> str | None:
+    """A sentence when at least half the candidates' first scores are near chance (nas.proxy.chance): the
+    search then followed noise, however many candidates it saw. None otherwise, or before 4 candidates."""
+    from nas.proxy.chance import CHANCE_MULTIPLE, near_chance
+
+    scored = [t for t in evidence.completed if "classes" in t.user_attrs]  # a custom source records none
+    if len(scored) < 4:
+        return None
+    classes = int(scored[0].user_attrs["classes"])
+    at_chance = sum(near_chance(t.values[0], classes) for t in scored)
+    if 2 * at_chance < len(scored):
+        return None
+    what, remedy = _CHANCE_REMEDY[evidence.strategy_info.name]
+    return (f"{at_chance} of {len(scored)} {what} ended near chance (accuracy at most {CHANCE_MULTIPLE:g} / "
+            f"{classes}): too short to rank candidates on this data set, so the search followed noise. "
+            f"Lengthen them ({remedy}).")
+
+
 def summary_markdown(evidence: Evidence) -> str:
     config, study = evidence.config, evidence.study
     out = [f"# Search study `{study.study_name}`\n"]
@@ -345,6 +371,9 @@ def summary_markdown(evidence: Evidence) -> str:
     elif evidence.staged:
         out.append(f"\nPhase 1, screening runs ({config.get('screen_fraction')} of the {config.get('proxy')} "
                    f"preset's length each): {_counts(evidence.trials)}.\n")
+    warning = chance_warning(evidence)
+    if warning:
+        out.append(f"\n**Warning:** {warning}\n")
     if evidence.staged:
         final_study = load_finalists(study)
         if final_study is not None:

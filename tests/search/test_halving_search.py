@@ -114,3 +114,35 @@ def test_tiny_halving_search_end_to_end_with_resume(tmp_path, run_nas, monkeypat
     for heading in ("Phase 1, screening runs (0.25 of the tiny preset", "Phase 2, finalists retrained",
                     "Finalists: screening accuracy against stand-alone", "Against the target"):
         assert heading in summary, heading
+
+
+class ChanceSource:
+    """A custom accuracy source that knows its data set's classes, as the shipped one does."""
+
+    num_classes = 10
+
+    def __init__(self, accuracy) -> None:
+        self.accuracy = accuracy
+
+    def __call__(self, spec, on_epoch, fraction=1.0) -> float:
+        on_epoch(Epoch(1, self.accuracy(spec)))
+        return self.accuracy(spec)
+
+
+@pytest.mark.parametrize("strategy", ["halving", "standalone"])
+def test_first_scores_at_chance_are_called_noise(tmp_path, strategy):
+    from nas.search.report import chance_warning, gather
+
+    def search(study, accuracy):
+        config = SearchConfig(strategy=strategy, space="tiny", target_flops=200_000_000, population=4, n_trials=8,
+                              finalists=2, runs_dir=str(tmp_path), study=study)
+        return gather(run_search(config, evaluate=ChanceSource(accuracy), quiet=True))
+
+    # 10 classes: 0.1 is chance, anything up to 0.2 is near it; bigger networks score a little higher
+    noise = search("noise", lambda spec: 0.1 + fake_accuracy(spec) / 10)
+    warning = chance_warning(noise)
+    assert warning and "near chance" in warning and "/ 10" in warning
+    assert ("--screen-fraction" in warning) == (strategy == "halving")
+    assert warning in (tmp_path / "noise" / "summary.md").read_text()
+    assert chance_warning(search("signal", lambda spec: 0.5 + fake_accuracy(spec) / 10)) is None
+    assert "near chance" not in (tmp_path / "signal" / "summary.md").read_text()
