@@ -3,7 +3,8 @@
 
 - `standalone`: train the candidate on the proxy task with the stand-alone preset (`config.proxy`); records
   the per-epoch validation accuracy and the CPU seconds. A custom accuracy source `evaluate(spec, on_epoch)`
-  can take the trainer's place (tests, other proxies).
+  can take the trainer's place (tests, other proxies); one with a `num_classes` attribute has its trials
+  checked for near-chance scores like the shipped source's.
 - `halving`: the same training over `config.screen_fraction` of the preset's length (the screening run, the
   first rung of successive halving; the finalists get the whole length). A custom source is called as
   `evaluate(spec, on_epoch, fraction=config.screen_fraction)` for the screening run.
