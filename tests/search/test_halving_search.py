@@ -15,7 +15,7 @@ from nas.proxy.presets import get_preset
 from nas.search.config import SearchConfig
 from nas.search.finalists import load_finalists
 from nas.search.run import run_search
-from nas.search.report import OUTPUT_FILES, load_run_study
+from nas.search.report import OUTPUT_FILES, gather, load_run_study
 from nas.search.selection import choose_finalists, completed_trials
 from tests.search.test_search import Epoch, fake_accuracy
 from tests.search.test_supernet_search import tiny_reference
@@ -131,7 +131,7 @@ class ChanceSource:
 
 @pytest.mark.parametrize("strategy", ["halving", "standalone"])
 def test_first_scores_at_chance_are_called_noise(tmp_path, strategy):
-    from nas.search.report import chance_warning, gather
+    from nas.search.report import chance_warning
 
     def search(study, accuracy):
         config = SearchConfig(strategy=strategy, space="tiny", target_flops=200_000_000, population=4, n_trials=8,
@@ -146,3 +146,20 @@ def test_first_scores_at_chance_are_called_noise(tmp_path, strategy):
     assert warning in (tmp_path / "noise" / "summary.md").read_text()
     assert chance_warning(search("signal", lambda spec: 0.5 + fake_accuracy(spec) / 10)) is None
     assert "near chance" not in (tmp_path / "signal" / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("trend", [-1, 1])
+def test_the_target_section_says_why_the_selection_is_below_the_window(tmp_path, trend):
+    from nas.arch.cost import count_flops
+
+    # trend -1: smaller networks are more accurate; +1: bigger ones, by less than the FLOPs term pays for
+    source = ChanceSource(lambda spec: 0.6 + trend * count_flops(spec) / 1e10)
+    config = SearchConfig(strategy="standalone", space="tiny", target_flops=100_000_000, population=4, n_trials=10,
+                          sampler="random", hard_cap=3.0, runs_dir=str(tmp_path), study="t")
+    evidence = gather(run_search(config, evaluate=source, quiet=True))
+    best, section = evidence.selected, (tmp_path / "t" / "summary.md").read_text().split("## Against the target")[1]
+    assert best.user_attrs["flops"] < 75e6, "the draw has no network below the window"
+    if trend < 0:
+        assert "on accuracy alone" in section and "accuracy is flat" not in section
+    else:
+        assert "accuracy is flat" in section and "on accuracy alone" not in section
