@@ -14,8 +14,8 @@ from nas.proxy.data import FASHION_MNIST_DIR
 from nas.proxy.presets import get_preset
 from nas.search.config import SearchConfig
 from nas.search.finalists import load_finalists
-from nas.search.run import run_search
 from nas.search.report import OUTPUT_FILES, gather, load_run_study
+from nas.search.run import run_search
 from nas.search.selection import choose_finalists, completed_trials
 from tests.search.test_search import Epoch, fake_accuracy
 from tests.search.test_supernet_search import tiny_reference
