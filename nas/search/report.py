@@ -320,7 +320,8 @@ def _target_section(evidence: Evidence) -> list[str]:
                    f"inside the window; the most accurate of them is trial {evidence.search_trial(top).number} "
                    f"({kind.amount(cost.of(top.user_attrs))}, accuracy {top.user_attrs['accuracy']:.4f}, "
                    f"reward {top.user_attrs['reward']:.4f}). ")
-    if value < low and not (near and top.user_attrs["accuracy"] > best.user_attrs["accuracy"]):
+    beaten = bool(near) and top.user_attrs["accuracy"] > best.user_attrs["accuracy"]  # by one in the window
+    if value < low and not beaten:
         out.append("No network inside the window is more accurate: the selection is below it on accuracy alone.")
     elif value < low:
         out.append(f"The reward prefers a network far below the target because accuracy is flat on this task: "
