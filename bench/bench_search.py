@@ -4,8 +4,11 @@ with the whole preset), each under several seeds.
 
 Every run gets `--budget` seconds. The supernet runs share one supernet (trained once, its training time
 counted in each run's budget): their scoring phase gets what the budget leaves after the supernet and the
-finalists (estimated from B0's stand-alone time); the halving runs' screening phase what it leaves after the
-finalists. The stand-alone run uses its whole budget for candidates.
+finalists; the halving runs' screening phase what it leaves after the finalists. A finalist's time is the median
+stand-alone training time of a few random candidates inside the FLOPs window, where finalists come from (measured
+once; B0 trains slower than most networks of its FLOPs, and reserving its time short-changed the screening). The
+stand-alone run's candidates start until half such a training before the budget ends: the one running at the
+timeout runs to its end. Each run's real seconds are printed beside its results.
 Then each run's answer is retrained stand-alone under a fresh seed (the same for every run; one training per
 distinct network): its reported Pareto set (the finalists, or the stand-alone front) and its selected network.
 Printed per method, over seeds: the hypervolume of the retrained (error, FLOPs/T) front against the reference
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import sys
 import time
@@ -36,8 +40,7 @@ from nas._common.atomic import write_text_atomic  # noqa: E402
 from nas._common.parse import parse_flops  # noqa: E402
 from nas._common.tables import print_table  # noqa: E402
 from nas.arch.cost import count_flops  # noqa: E402
-from nas.arch.efficientnet import efficientnet  # noqa: E402
-from nas.arch.space import encode, load_space  # noqa: E402
+from nas.arch.space import RandomChoices, load_space, sample  # noqa: E402
 from nas.arch.spec import Spec  # noqa: E402
 from nas.search.config import SearchConfig  # noqa: E402
 from nas.search.estimators import proxy_evaluator  # noqa: E402
@@ -91,12 +94,12 @@ def main() -> None:
         raise SystemExit(f"--methods: choose from {', '.join(METHODS)}")
     space = load_space(args.space)
     shared = SearchConfig(study="shared", **common)
-    standalone_time = _standalone_seconds(shared, space, cache, save)
+    finalist_time = _finalist_seconds(shared, space, cache, save)
     supernet_run = {"seconds": 0.0, "folder": None}
     if any(strategy == "supernet" for strategy, _ in methods.values()):  # trained once, counted in each run
         supernet_run = prepare_supernet(SearchConfig(study="shared", strategy="supernet", **common), space)
-    print(f"supernet: {supernet_run['seconds']:.0f} s of training; stand-alone training ~{standalone_time:.0f} s "
-          f"per candidate; budget {args.budget:.0f} s per run; {torch.get_num_threads()} threads", flush=True)
+    print(f"supernet: {supernet_run['seconds']:.0f} s of training; stand-alone training ~{finalist_time:.0f} s "
+          f"per finalist; budget {args.budget:.0f} s per run; {torch.get_num_threads()} threads", flush=True)
 
     for name, (strategy, sampler) in methods.items():
         for seed in seeds:
@@ -107,14 +110,14 @@ def main() -> None:
             config = dict(common, study=study, strategy=strategy, sampler=sampler, seed=seed)
             if strategy in ("supernet", "halving"):
                 trained = supernet_run["seconds"] if strategy == "supernet" else 0.0
-                left = args.budget - trained - args.finalists * standalone_time
+                left = args.budget - trained - args.finalists * finalist_time
                 if left <= 0:
                     raise SystemExit(f"--budget {args.budget:g} s leaves nothing after the supernet and finalists")
                 config.update(timeout=left, n_trials=100_000)
                 if strategy == "supernet":
                     config["supernet"] = supernet_run["folder"]
             else:
-                config.update(timeout=args.budget, n_trials=100_000)
+                config.update(timeout=args.budget - finalist_time / 2, n_trials=100_000)
             started = time.perf_counter()
             evidence = gather(run_search(SearchConfig(**config), quiet=True))
             seconds = time.perf_counter() - started + (supernet_run["seconds"] if strategy == "supernet" else 0)
@@ -158,23 +161,27 @@ def main() -> None:
           f"(1, {shared.hard_cap:g}); reward {reward.describe()}")
 
 
-def _standalone_seconds(config: SearchConfig, space, cache: dict, save) -> float:
-    """Seconds of one stand-alone training of B0 (or of the space's first candidate), measured once."""
-    if "standalone_seconds" not in cache:
-        evaluate = proxy_evaluator(config)
-        b0 = efficientnet("b0").replace(name="")
-        try:
-            encode(space, b0)
-            spec = b0
-        except Exception:  # B0 is not in a custom space
-            from nas.arch.space import decode
+CALIBRATION_CANDIDATES = 3
 
-            spec = decode(space, {name: choices[0] for name, choices in space.param_choices().items()})
-        started = time.perf_counter()
-        evaluate(spec, lambda report: None)
-        cache["standalone_seconds"] = time.perf_counter() - started
+
+def _finalist_seconds(config: SearchConfig, space, cache: dict, save) -> float:
+    """Median seconds of a stand-alone training of a random candidate inside the FLOPs window, measured once."""
+    if "finalist_seconds" not in cache:
+        evaluate = proxy_evaluator(config)
+        low, high = config.window_flops
+        rng = random.Random(config.seed)
+        draws = (sample(space, RandomChoices(rng)) for _ in range(10_000))
+        inside = [spec for spec in draws if low <= count_flops(spec) <= high][:CALIBRATION_CANDIDATES]
+        if not inside:
+            raise SystemExit(f"no candidate of {space.name} falls inside the FLOPs window {low:g}-{high:g}")
+        seconds = []
+        for spec in inside:
+            started = time.perf_counter()
+            evaluate(spec, lambda report: None)
+            seconds.append(time.perf_counter() - started)
+        cache["finalist_seconds"] = statistics.median(seconds)
         save()
-    return float(cache["standalone_seconds"])
+    return float(cache["finalist_seconds"])
 
 
 if __name__ == "__main__":
