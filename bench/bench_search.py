@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--proxy", default="search")
     parser.add_argument("--supernet-preset", default="search")
     parser.add_argument("--target-flops", default="400M")
-    parser.add_argument("--finalists", type=int, default=4)
+    parser.add_argument("--finalists", type=int, default=SearchConfig.finalists)
     parser.add_argument("--methods", default=",".join(METHODS),
                         help=f"comma-separated, from: {', '.join(METHODS)} (the supernet is trained only for its own)")
     parser.add_argument("--threads", type=int)
