@@ -18,11 +18,13 @@ it finishes, so the bench resumes where a kill stopped it. Prints the supernet's
 candidates it scores per minute. Usage:
 
     python bench/bench_supernet_ranking.py [--archs 30] [--out runs/bench-ranking] [--supernet-steps N]
-        [--threads N] [--scoring-val N] [--variant LABEL=PRESET[,FIELD=VALUE...] ...]
+        [--threads N] [--scoring-val N] [--variant LABEL=PRESET[,FIELD=VALUE...] ...] [--proxy-change FIELD=VALUE]
 
 `--variant` trains and ranks further supernets beside the default one (the literature's remedies: a longer
 run, no distillation, fewer sandwich members, a lower resolution), e.g.
 `--variant long=long --variant no-distill=search,distill=false --variant one-random=search,random_archs=1`.
+`--proxy-change` ranks under another stand-alone recipe (e.g. `--proxy-change crop_padding=0 --proxy-change
+flip=false`); its runs need an `--out` of their own, which the bench checks.
 """
 
 from __future__ import annotations
@@ -97,6 +99,8 @@ def main() -> None:
     parser.add_argument("--archs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0, help="seed of the architectures and the data split")
     parser.add_argument("--proxy", default="search")
+    parser.add_argument("--proxy-change", action="append", default=[], metavar="FIELD=VALUE",
+                        help="train the stand-alone and screening runs with this preset field changed; repeatable")
     parser.add_argument("--supernet-steps", type=int)
     parser.add_argument("--scoring-val", type=int, help="validation images per supernet score (default: the search's)")
     parser.add_argument("--threads", type=int)
@@ -118,7 +122,10 @@ def main() -> None:
         return cache[key]
 
     specs = architectures(args.archs, args.seed)
-    preset = get_preset(args.proxy)
+    preset = get_preset(args.proxy).with_changes(**parse_field_changes(args.proxy_change, "--proxy-change"))
+    recipe = repr(preset)
+    if cache.setdefault("proxy", recipe) != recipe:  # a cache made before this check has none and is taken as is
+        raise SystemExit(f"{args.out} holds runs of another proxy recipe: give this one an --out of its own")
     full = load_dataset("fashion-mnist", seed=args.seed)  # the supernet trains on its training split
     standalone = load_dataset("fashion-mnist", subset=preset.subset, seed=args.seed)
     # 5,000 held-out images no stand-alone run trains on: the seeded pool beyond the preset's subset.
