@@ -43,7 +43,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     base = get_preset(args.preset)
     data = load_dataset(args.data, subset=base.subset, seed=args.seed)
-    print(f"B0, preset {base.name} ({base.epochs} epochs, {base.subset or 'all'} images, {base.resolution} px), "
+    print(f"B0, preset {base.name} ({base.length}, {base.subset or 'all'} images, {base.resolution} px), "
           f"data {args.data}, seed {args.seed}, {torch.get_num_threads()} threads")
     rows = []
     for name, changes in VARIANTS.items():

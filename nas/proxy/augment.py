@@ -29,6 +29,13 @@ def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
     return torch.cat(chunks)
 
 
+def crop_pixels(fraction: float, resolution: int) -> int:
+    """The random crop's padding in pixels: `fraction` of the resolution, rounded (0: no crop)."""
+    if not fraction >= 0:
+        raise NasError(f"crop_padding must be 0 (no crop) or a positive fraction of the resolution, got {fraction}")
+    return round(fraction * resolution)
+
+
 def crop_flip(images: torch.Tensor, padding: int, generator: torch.Generator, flip: bool = True) -> torch.Tensor:
     """Random crop of the zero-padded batch back to its size, plus a random horizontal flip per image.
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 from nas.errors import NasError
-from nas.proxy.augment import check_rand_augment
+from nas.proxy.augment import check_rand_augment, crop_pixels
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ class ProxyPreset:
         if not self.lr_per_256 > 0:
             raise NasError(f"preset {self.name!r}: lr_per_256 must be positive, got {self.lr_per_256}")
         check_rand_augment(self.randaugment_ops, self.randaugment_magnitude)
+        crop_pixels(self.crop_padding, self.resolution)  # refuses a negative padding
         if self.resolution < 8:
             raise NasError(f"preset {self.name!r}: resolution must be at least 8 pixels, got {self.resolution}")
 

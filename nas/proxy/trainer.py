@@ -50,7 +50,7 @@ from nas.model.device import (
     resolve_device,
 )
 from nas.proxy import distributed
-from nas.proxy.augment import RandAugment, normalize
+from nas.proxy.augment import RandAugment, crop_pixels, normalize
 from nas.proxy.batches import batch_source, default_loader_workers
 from nas.proxy.checkpoint import load_train_state, save_train_state
 from nas.proxy.data import ProxyData
@@ -196,7 +196,7 @@ def _set_up(spec: Spec, data: ProxyData | StreamingData, preset: ProxyPreset, se
     if batch_size < 1:
         raise NasError(f"{len(data.train_y)} training images are too few for {world} processes")
     source = batch_source(data, resolution=preset.resolution, batch_size=batch_size,
-                          padding=max(1, round(preset.crop_padding * preset.resolution)), flip=preset.flip,
+                          padding=crop_pixels(preset.crop_padding, preset.resolution), flip=preset.flip,
                           seed=seed, rank=rank, world=world, device=target, eval_batch_size=preset.eval_batch_size,
                           loader_workers=loader_workers if loader_workers is not None else
                           default_loader_workers(1 if place is None else place.local_world_size))

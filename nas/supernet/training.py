@@ -33,7 +33,7 @@ from nas.arch.space import RandomChoices, SearchSpace, decode, sample
 from nas.arch.spec import Spec
 from nas.errors import NasError
 from nas.model.device import resolve_device
-from nas.proxy.augment import channel_stats, crop_flip, normalize, resize_images
+from nas.proxy.augment import channel_stats, crop_flip, crop_pixels, normalize, resize_images
 from nas.proxy.data import ProxyData
 from nas.proxy.ema import ModelEma, compressed_decay
 from nas.proxy.optim import RMSpropTF
@@ -74,6 +74,7 @@ class SupernetPreset:
                 raise NasError(f"supernet preset {self.name!r}: {name} must be at least 1, got {getattr(self, name)}")
         if self.random_archs < 0:
             raise NasError(f"supernet preset {self.name!r}: random_archs must be 0 or more")
+        crop_pixels(self.crop_padding, self.resolution)  # refuses a negative padding
 
     def with_changes(self, **changes: Any) -> SupernetPreset:
         """A copy with the given fields changed (None values are ignored)."""
@@ -240,7 +241,7 @@ def train_supernet(space: SearchSpace, data: ProxyData, preset: SupernetPreset, 
     batch_size = min(preset.batch_size, len(train_x))
     steps_per_epoch = len(train_x) // batch_size
     schedule = compressed_schedule(preset.lr_per_256 * batch_size / 256, preset.steps)
-    padding = max(1, round(preset.crop_padding * preset.resolution))
+    padding = crop_pixels(preset.crop_padding, preset.resolution)
     largest = supernet.fit(largest_spec(space), preset.resolution)
     smallest = supernet.fit(smallest_spec(space), preset.resolution)
     dropout = float(space.network["dropout"])

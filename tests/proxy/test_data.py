@@ -13,6 +13,7 @@ from nas.proxy.augment import (
     RandAugment,
     channel_stats,
     crop_flip,
+    crop_pixels,
     normalize,
     resize_images,
 )
@@ -192,6 +193,16 @@ def test_crop_flip_matches_per_image_reference():
         ref = ref.flip(-1)[:, :, 4 - dx[i]:12 - dx[i]] if flips[i] else ref[:, :, dx[i]:dx[i] + 8]
         assert torch.equal(out[i], ref), i
     assert 0 < flips.sum() < 16
+
+
+def test_zero_crop_padding_is_no_crop():
+    """A preset's crop_padding=0 with flip off leaves the batch as it is (it once meant a 1-pixel crop)."""
+    assert crop_pixels(0, 32) == 0 and crop_pixels(0.125, 32) == 4 and crop_pixels(0.125, 28) == 4
+    images = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8)
+    out = crop_flip(images, crop_pixels(0, 8), torch.Generator().manual_seed(0), flip=False)
+    assert torch.equal(out, images)
+    with pytest.raises(NasError, match="crop_padding"):
+        crop_pixels(-0.1, 32)
 
 
 def test_resize_and_normalize():
