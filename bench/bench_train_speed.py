@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from nas.arch.efficientnet import efficientnet
 from nas.model.builder import build_model
-from nas.proxy.augment import channel_stats, crop_flip, normalize, resize_images
+from nas.proxy.augment import channel_stats, crop_flip, crop_pixels, normalize, resize_images
 from nas.proxy.data import load_dataset
 from nas.proxy.ema import ModelEma, compressed_decay
 from nas.proxy.optim import RMSpropTF, weight_decay_groups
@@ -53,7 +53,7 @@ def plain_eager_nchw(data, preset: ProxyPreset, seed: int) -> list[float]:
     steps = len(train_x) // preset.batch_size
     optimizer = RMSpropTF(weight_decay_groups(model, preset.weight_decay), lr=preset.lr_per_256 / 2, eps=1e-3)
     ema = ModelEma(model, compressed_decay(steps))
-    padding = round(preset.crop_padding * preset.resolution)
+    padding = crop_pixels(preset.crop_padding, preset.resolution)
     rates = []
     for _ in range(preset.epochs):
         order = torch.randperm(len(train_x), generator=generator)
