@@ -18,6 +18,7 @@ from nas.proxy.augment import (
     resize_images,
 )
 from nas.proxy.data import FASHION_MNIST_DIR, load_dataset
+from nas.proxy.presets import get_preset
 
 
 def write_idx(path, array, compress):
@@ -203,6 +204,8 @@ def test_zero_crop_padding_is_no_crop():
     assert torch.equal(out, images)
     with pytest.raises(NasError, match="crop_padding"):
         crop_pixels(-0.1, 32)
+    with pytest.raises(NasError, match="crop_padding"):  # refused when the preset is made, not when it trains
+        get_preset("search").with_changes(crop_padding=-0.1)
 
 
 def test_resize_and_normalize():
