@@ -6,7 +6,7 @@ import argparse
 
 from nas._common.parse import parse_flops, parse_latency, parse_timeout, parse_window
 from nas.cli.config_file import add_config_option, save_run_settings
-from nas.search.config import OBJECTIVES, SAMPLERS, STRATEGIES, SearchConfig
+from nas.search.config import OBJECTIVES, SAMPLERS, STRATEGIES, SearchConfig, proxy_label
 from nas.search.cost import LATENCY
 
 
@@ -32,6 +32,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--proxy", default=defaults.proxy,
                         help="stand-alone training preset: every candidate, or the finalists (halving: its screening "
                              "runs are --screen-fraction of it) (default: %(default)s)")
+    parser.add_argument("--proxy-change", action="append", default=[], metavar="FIELD=VALUE",
+                        help="change a field of the proxy preset for this search, e.g. flip=false or "
+                             "crop_padding=0.03125 (the fields of nas.proxy.presets.ProxyPreset); repeatable")
     parser.add_argument("--screen-fraction", type=float, default=defaults.screen_fraction,
                         help="halving strategy: the screening run's share of the proxy's length "
                              "(default: %(default)s)")
@@ -92,7 +95,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     given = dict(
         strategy=args.strategy, timeout=parse_timeout(args.timeout) if args.timeout else None, study=args.study,
-        space=args.space, data=args.data, proxy=args.proxy, screen_fraction=args.screen_fraction,
+        space=args.space, data=args.data, proxy=args.proxy, proxy_changes=tuple(args.proxy_change),
+        screen_fraction=args.screen_fraction,
         supernet=args.supernet,
         supernet_preset=args.supernet_preset, finalists=args.finalists, objective=args.objective,
         target_flops=parse_flops(args.target_flops), reward_weight=args.reward_weight,
@@ -105,12 +109,13 @@ def run(args: argparse.Namespace) -> int:
     )
     # Only what was given: the rest keeps SearchConfig's defaults, which depend on the strategy.
     config = SearchConfig(**{key: value for key, value in given.items() if value is not None})
+    proxy = proxy_label(config.identity())
     estimator = {
-        "halving": f"screening runs ({config.screen_fraction:g} of proxy {config.proxy}), then {config.finalists} "
+        "halving": f"screening runs ({config.screen_fraction:g} of proxy {proxy}), then {config.finalists} "
                    f"finalists retrained with all of it",
         "supernet": f"supernet ({config.supernet or 'trained in the run folder'}), then {config.finalists} "
-                    f"finalists retrained with proxy {config.proxy}",
-        "standalone": f"proxy {config.proxy}",
+                    f"finalists retrained with proxy {proxy}",
+        "standalone": f"proxy {proxy}",
     }[config.strategy]
     cost = config.cost
     table = f" (predicted by {config.latency_table})" if config.latency_table else ""

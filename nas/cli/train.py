@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from nas._common.parse import parse_bytes
+from nas._common.parse import parse_bytes, parse_field_changes
 from nas._common.runfiles import (
     CHECKPOINT_FILE,
     METRICS_FILE,
@@ -52,6 +52,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--randaugment", type=int, metavar="OPS",
                         help="RandAugment with OPS operations per batch (default: off)")
     parser.add_argument("--randaugment-magnitude", type=int, metavar="M", help="RandAugment magnitude, 1..29 (default: 9)")
+    parser.add_argument("--preset-change", action="append", default=[], metavar="FIELD=VALUE",
+                        help="change any field of the preset, e.g. flip=false or crop_padding=0.03125 (the fields "
+                             "of nas.proxy.presets.ProxyPreset); repeatable, applied after the flags above")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="validation share of the training set")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="torch CPU threads per process (default: torch's choice); "
@@ -95,7 +98,13 @@ def _train(args: argparse.Namespace, is_main: bool) -> int:
     resolution = spec.resolution if args.resolution == "spec" else args.resolution
     preset = get_preset(args.preset or (FINETUNE_PRESET if args.init_from else "full")).with_changes(
         epochs=args.epochs, images=args.images, resolution=resolution, subset=args.subset,
-        batch_size=args.batch_size, lr_per_256=args.lr, randaugment_ops=args.randaugment, randaugment_magnitude=args.randaugment_magnitude)
+        batch_size=args.batch_size, lr_per_256=args.lr, randaugment_ops=args.randaugment,
+        randaugment_magnitude=args.randaugment_magnitude)
+    changes = parse_field_changes(args.preset_change, "--preset-change")
+    try:
+        preset = preset.with_changes(**changes)
+    except NasError as exc:
+        raise NasError(f"--preset-change: {exc}") from None
     if args.threads is not None:
         if args.threads < 1:
             raise NasError(f"--threads must be at least 1, got {args.threads}")

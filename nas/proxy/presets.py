@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
+from nas._common.parse import is_int, is_number
 from nas.errors import NasError
 from nas.proxy.augment import check_rand_augment, crop_pixels
 
@@ -75,11 +76,13 @@ class ProxyPreset:
 
         The length is one setting: giving `epochs` drops `images` and giving `images` drops `epochs`.
         """
-        known = {f.name for f in fields(self)}
-        unknown = set(changes) - known
+        kinds = {f.name: f.type for f in fields(self)}
+        unknown = set(changes) - set(kinds)
         if unknown:
             raise NasError(f"unknown preset field(s): {', '.join(sorted(unknown))}")
         changes = {k: v for k, v in changes.items() if v is not None}
+        for name, value in changes.items():
+            _check_kind(name, kinds[name], value)
         if "epochs" in changes and "images" in changes:
             raise NasError("a preset's length is images or epochs, not both")
         if "epochs" in changes:
@@ -105,6 +108,15 @@ class ProxyPreset:
     def length(self) -> str:
         """The run's length in words, e.g. '35,840 images' or '3 epochs'."""
         return f"{self.epochs} epochs" if self.epochs is not None else f"{self.images:,} images"
+
+
+def _check_kind(name: str, annotation: str, value: object) -> None:
+    """NasError unless `value` fits the field's annotation (a typed FIELD=VALUE, e.g. flip=yes, is caught here)."""
+    kind = annotation.split(" | ")[0]
+    fits = {"bool": isinstance(value, bool), "int": is_int(value), "float": is_number(value),
+            "str": isinstance(value, str)}[kind]
+    if not fits:
+        raise NasError(f"preset field {name} must be of type {kind}, got {value!r}")
 
 
 # Each length is so many epochs of Fashion-MNIST's training pool (60,000 or the subset, less the 10%

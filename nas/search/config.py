@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from nas._common.parse import is_int, is_number
+from nas._common.parse import is_int, is_number, parse_field_changes
 from nas._common.runfiles import RUNS_DIR
 from nas.arch.space import DEFAULT_SPACE
 from nas.errors import NasError
@@ -55,12 +55,13 @@ BUDGET_FIELDS = ("n_trials", "population", "timeout")
 # is one of its epochs). bench/bench_supernet_ranking.py ranks it against the full runs.
 SCREEN_FRACTION = 0.25
 # Settings that define a study: resuming with different ones would mix incomparable trials.
-IDENTITY_FIELDS = ("strategy", "space", "data", "proxy", "screen_fraction", "supernet_preset", "objective",
-                   "target_flops", "target_latency", "latency_table", "reward_weight", "hard_reward", "flops_window",
-                   "hard_cap", "sampler", "population", "seed")
+IDENTITY_FIELDS = ("strategy", "space", "data", "proxy", "proxy_changes", "screen_fraction", "supernet_preset",
+                   "objective", "target_flops", "target_latency", "latency_table", "reward_weight", "hard_reward",
+                   "flops_window", "hard_cap", "sampler", "population", "seed")
 # What a study stored before these settings existed ran with. Another absent setting differs from any value
 # on resuming (open_study refuses it) and takes its default on reporting (stored_cost, stored_reward).
-IDENTITY_ABSENT = {"strategy": "standalone", "objective": "flops", "screen_fraction": SCREEN_FRACTION}
+IDENTITY_ABSENT = {"strategy": "standalone", "objective": "flops", "screen_fraction": SCREEN_FRACTION,
+                   "proxy_changes": []}
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,9 @@ class SearchConfig:
     space: str = DEFAULT_SPACE
     data: str = "fashion-mnist"
     proxy: str = "search"  # the stand-alone preset: every candidate (standalone) or the finalists (staged)
+    # Fields of that preset changed for this search, "FIELD=VALUE" (e.g. "flip=false"); stored in a canonical
+    # form (sorted, one per field), so the same recipe typed another way resumes the study.
+    proxy_changes: tuple[str, ...] = ()
     screen_fraction: float = SCREEN_FRACTION  # halving: the screening run's share of the proxy preset's length
     supernet_preset: str = "search"
     supernet: str | None = None  # a trained supernet's folder to reuse; None: train one in the run folder
@@ -120,6 +124,7 @@ class SearchConfig:
         if self.supernet is not None and self.strategy != "supernet":
             raise NasError(f"invalid search settings: supernet (--supernet) goes with strategy supernet "
                            f"(--strategy supernet), not {self.strategy}")
+        object.__setattr__(self, "proxy_changes", _canonical_changes(self.proxy, self.proxy_changes))
         _check(is_int(self.finalists) and self.finalists >= 1, "finalists", self.finalists, "a positive integer")
         _check(isinstance(self.study, str) and self.study.strip() and "/" not in self.study
                and self.study not in (".", ".."), "study", self.study, "a plain folder name")
@@ -177,6 +182,11 @@ class SearchConfig:
         """The timeout as the study runner takes it (None: no limit)."""
         return None if math.isinf(self.timeout) else self.timeout
 
+    @property
+    def proxy_field_changes(self) -> dict[str, Any]:
+        """`proxy_changes` as preset fields and values, for `ProxyPreset.with_changes`."""
+        return parse_field_changes(list(self.proxy_changes), "--proxy-change")
+
     def identity(self) -> dict[str, Any]:
         data = asdict(self)
         return {key: list(data[key]) if isinstance(data[key], tuple) else data[key] for key in IDENTITY_FIELDS}
@@ -185,9 +195,33 @@ class SearchConfig:
 _DEFAULTS = {field.name: field.default for field in fields(SearchConfig)}
 
 
+def _canonical_changes(proxy: str, items: tuple[str, ...]) -> tuple[str, ...]:
+    """FIELD=VALUE changes of the proxy preset checked against it (NasError naming a wrong field or value),
+    sorted, the last one of a field kept, values written as the parser reads them (flip=False -> flip=false)."""
+    if isinstance(items, str):
+        raise NasError(f"invalid search settings: proxy_changes must be a list of FIELD=VALUE texts, got {items!r}")
+    if not items:
+        return ()
+    changes = parse_field_changes(list(items), "--proxy-change")
+    from nas.proxy.presets import get_preset  # torch loads only when a search changes its preset
+
+    try:
+        get_preset(proxy).with_changes(**changes)
+    except NasError as exc:
+        raise NasError(f"invalid search settings: proxy_changes (--proxy-change): {exc}") from None
+    return tuple(f"{key}={str(value).lower() if isinstance(value, bool) else value}"
+                 for key, value in sorted(changes.items()))
+
+
 def _stored(settings: Mapping[str, Any], name: str) -> Any:
     """A stored setting, or what a study without it ran with."""
     return settings.get(name, IDENTITY_ABSENT.get(name, _DEFAULTS[name]))
+
+
+def proxy_label(settings: Mapping[str, Any]) -> str:
+    """The proxy preset of a study's stored settings in words: 'search', or 'search with flip=false'."""
+    changes = _stored(settings, "proxy_changes")
+    return _stored(settings, "proxy") + (f" with {', '.join(changes)}" if changes else "")
 
 
 def stored_cost(settings: Mapping[str, Any]) -> SearchCost:

@@ -42,7 +42,7 @@ class ProxyEvaluate:
         from nas.proxy.data import load_dataset
         from nas.proxy.presets import get_preset
 
-        preset = get_preset(config.proxy)
+        preset = get_preset(config.proxy).with_changes(**config.proxy_field_changes)
         self.preset = preset.shortened(fraction) if fraction < 1 else preset
         self.seed = config.seed
         self.device = resolve_device(config.device)  # a missing GPU fails here, before the study, like missing data

@@ -35,7 +35,7 @@ from nas._common.runfiles import BEST_FILE, STUDY_JOURNAL
 from nas._common.tables import markdown_table
 from nas.arch.spec import Spec
 from nas.errors import NasError
-from nas.search.config import STRATEGIES, Strategy, stored_cost, stored_reward
+from nas.search.config import STRATEGIES, Strategy, proxy_label, stored_cost, stored_reward
 from nas.search.cost import SearchCost
 from nas.search.finalists import FINALISTS_SUFFIX, SOURCE_ATTR, load_finalists
 from nas.search.ranking import kendall_tau
@@ -200,7 +200,8 @@ def best_document(evidence: Evidence, trial: FrozenTrial) -> dict[str, Any]:
     document = {"spec": attrs["spec"], "reward": attrs["reward"], "accuracy": attrs["accuracy"],
                 "flops": attrs["flops"], "params": attrs["params"], "trial": source.number, "arch": attrs["arch"],
                 "study": evidence.study.study_name, "strategy": evidence.strategy, "seed": config.get("seed"),
-                "dataset": config.get("data"), "proxy": config.get("proxy"), "space": config.get("space"),
+                "dataset": config.get("data"), "proxy": config.get("proxy"),
+                "proxy_changes": config.get("proxy_changes", []), "space": config.get("space"),
                 "target_flops": config.get("target_flops"), "reward_formula": study_reward(config).describe(),
                 "objective": cost.kind.key}
     if cost.kind.attr not in document:  # the latency objective: the prediction, its target and its table
@@ -208,7 +209,7 @@ def best_document(evidence: Evidence, trial: FrozenTrial) -> dict[str, Any]:
                          "latency_table": config.get("latency_table")})
     if evidence.staged:
         column = evidence.score_column
-        document.update({"accuracy_source": f"stand-alone training ({config.get('proxy')} preset)",
+        document.update({"accuracy_source": f"stand-alone training ({proxy_label(config)} preset)",
                          f"{column}_acc": source.user_attrs["accuracy"],
                          f"{column}_reward": source.user_attrs["reward"], "finalist_trial": trial.number,
                          "selected_by": "highest reward of the finalists' stand-alone accuracies"})
@@ -372,7 +373,7 @@ def summary_markdown(evidence: Evidence) -> str:
         median = f", median {statistics.median(seconds):.3f} s per score" if seconds else ""
         out.append(f"\nPhase 2, candidates scored on the supernet: {_counts(evidence.trials)}{median}.\n")
     elif evidence.staged:
-        out.append(f"\nPhase 1, screening runs ({config.get('screen_fraction')} of the {config.get('proxy')} "
+        out.append(f"\nPhase 1, screening runs ({config.get('screen_fraction')} of the {proxy_label(config)} "
                    f"preset's length each): {_counts(evidence.trials)}.\n")
     warning = chance_warning(evidence)
     if warning:

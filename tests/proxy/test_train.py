@@ -144,6 +144,27 @@ def test_cli_train_writes_run_folder(tmp_path, capsys):
     assert "test acc" in capsys.readouterr().out
 
 
+def test_cli_preset_change_sets_any_field_and_a_wrong_one_is_one_line_exit_2(tmp_path, capsys):
+    from tests.proxy.test_data import make_idx_dir
+
+    data_dir = tmp_path / "idx"
+    data_dir.mkdir()
+    make_idx_dir(data_dir, compress=True, n_train=200, n_test=40)
+    save_spec(SMALL, tmp_path / "small.json")
+    out = tmp_path / "run"
+    rc = main(["train", str(tmp_path / "small.json"), "--data", f"idx:{data_dir}", "--preset", "tiny", "--epochs", "1",
+               "--preset-change", "flip=false", "--preset-change", "crop_padding=0", "--out", str(out)])
+    assert rc == 0
+    recipe = json.loads((out / "metrics.json").read_text())["preset"]
+    assert recipe["flip"] is False and recipe["crop_padding"] == 0 and recipe["epochs"] == 1
+    for change, message in (("flip=maybe", "must be of type bool"), ("flop=1", "unknown preset field"),
+                            ("flip", "expected FIELD=VALUE"), ("crop_padding=-0.1", "crop_padding")):
+        rc = main(["train", "b0", "--preset", "tiny", "--preset-change", change, "--out", str(tmp_path / "bad")])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.count("\n") == 1 and "--preset-change" in err and message in err, (change, err)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_cli_missing_data_is_one_line_exit_2(tmp_path, capsys):
     rc = main(["train", "b0", "--data", f"idx:{tmp_path / 'missing'}", "--preset", "tiny"])
     err = capsys.readouterr().err

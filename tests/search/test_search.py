@@ -223,6 +223,43 @@ def test_tiny_search_end_to_end_with_the_real_proxy_and_resume(tmp_path, run_nas
     assert best["dataset"] == "fashion-mnist" and best["proxy"] == "tiny" and best["space"] == "tiny"
 
 
+def test_proxy_changes_train_the_candidates_and_resume_however_they_are_typed(tmp_path, run_nas):
+    """--proxy-change reaches the real trainer (one epoch instead of the tiny preset's two), is stored in a
+    canonical form (the same recipe typed another way resumes), and the outputs name it."""
+    pytest.importorskip("nas.proxy.trainer")
+    from nas.proxy.data import FASHION_MNIST_DIR
+
+    if not Path(FASHION_MNIST_DIR).is_dir():
+        pytest.skip(f"Fashion-MNIST is not installed in {FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)")
+    argv = ["search", "--strategy", "standalone", "--space", "tiny", "--proxy", "tiny", "--target-flops", "60M",
+            "--population", "2", "--study", "changed", "--runs-dir", str(tmp_path)]
+    code, out, err = run_nas(*argv, "--n-trials", "2", "--proxy-change", "flip=False",
+                             "--proxy-change", "epochs=1")
+    assert code == 0, err
+    assert "proxy tiny with epochs=1, flip=false" in out
+    trained = [t for t in load_run_study(tmp_path / "changed").get_trials() if "accuracy" in t.user_attrs]
+    assert trained and all(len(t.user_attrs["val_acc_history"]) == 1 for t in trained)
+    code, _, err = run_nas(*argv, "--n-trials", "3", "--proxy-change", "epochs=1", "--proxy-change", "flip=false")
+    assert code == 0, err
+    assert len(finished(load_run_study(tmp_path / "changed"))) == 3
+    best = json.loads((tmp_path / "changed" / "best.json").read_text())
+    assert best["proxy"] == "tiny" and best["proxy_changes"] == ["epochs=1", "flip=false"]
+    code, _, err = run_nas(*argv, "--n-trials", "4")  # the preset unchanged: another study
+    assert code == 2 and "proxy_changes" in err
+
+
+def test_proxy_changes_are_checked_against_the_preset_and_stored_canonically():
+    changed = SearchConfig(proxy_changes=("flip=False", "crop_padding=0.03125", "flip=true"))
+    assert changed.proxy_changes == ("crop_padding=0.03125", "flip=true")  # sorted, the last of a field kept
+    assert changed.proxy_field_changes == {"crop_padding": 0.03125, "flip": True}
+    assert changed.identity()["proxy_changes"] == ["crop_padding=0.03125", "flip=true"]
+    assert SearchConfig().identity()["proxy_changes"] == []
+    with pytest.raises(NasError, match="list of FIELD=VALUE"):
+        SearchConfig(proxy_changes="flip=false")
+    with pytest.raises(NasError, match="batch_size must be of type int"):
+        SearchConfig(proxy_changes=("batch_size=1.5",))
+
+
 def test_every_named_alternative_has_its_implementation():
     from nas.search.config import SAMPLERS, STRATEGIES
     from nas.search.estimators import ESTIMATORS

@@ -83,6 +83,11 @@ BAD_INPUTS = [  # (extra arguments, a word the one-line message must contain)
     (["--data", "cifar10:{d}/no-such-folder"], "no-such-folder"),
     (["--data", "imagenet"], "imagenet"),
     (["--target-flops", "70M"], "other settings"),  # the existing study was made for 60M
+    (["--proxy-change", "flip=false"], "proxy_changes"),  # and with the preset unchanged
+    (["--proxy-change", "flop=1"], "unknown preset field"),
+    (["--proxy-change", "flip=yes"], "must be of type bool"),
+    (["--proxy-change", "flip"], "expected FIELD=VALUE"),
+    (["--proxy-change", "crop_padding=-1"], "crop_padding"),
     (["--strategy", "halving"], "resumes with --strategy standalone"),  # and with the standalone strategy
     (["--strategy", "fancy"], "invalid choice"),
     (["--strategy", "supernet", "--finalists", "0"], "finalists"),
