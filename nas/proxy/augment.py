@@ -31,8 +31,8 @@ def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
 
 def crop_pixels(fraction: float, resolution: int) -> int:
     """The random crop's padding in pixels: `fraction` of the resolution, rounded (0: no crop)."""
-    if not fraction >= 0:
-        raise NasError(f"crop_padding must be 0 (no crop) or a positive fraction of the resolution, got {fraction}")
+    if not 0 <= fraction < 1:
+        raise NasError(f"crop_padding must be 0 (no crop) or a fraction of the resolution below 1, got {fraction}")
     return round(fraction * resolution)
 
 

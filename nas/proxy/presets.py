@@ -14,10 +14,12 @@ trains B0 with each variant and prints the figures.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 
 from nas._common.parse import is_int, is_number
 from nas.errors import NasError
+from nas.model.builder import INIT_SCHEMES
 from nas.proxy.augment import check_rand_augment, crop_pixels
 
 
@@ -64,8 +66,17 @@ class ProxyPreset:
                 raise NasError(f"preset {self.name!r}: {name} must be at least 1, got {getattr(self, name)}")
         if self.subset is not None and self.subset < 2:
             raise NasError(f"preset {self.name!r}: subset must be at least 2 images, got {self.subset}")
-        if not self.lr_per_256 > 0:
-            raise NasError(f"preset {self.name!r}: lr_per_256 must be positive, got {self.lr_per_256}")
+        # What a typed FIELD=VALUE could otherwise set to a value that fails every trial later (NaN fails too).
+        for name, fits, expected in (
+                ("lr_per_256", 0 < self.lr_per_256 < math.inf, "a positive number"),
+                ("weight_decay", 0 <= self.weight_decay < math.inf, "0 or a positive number"),
+                ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
+                ("ema_decay", 0 <= self.ema_decay < 1, "in [0, 1)"),
+                ("bn_momentum", 0 < self.bn_momentum <= 1, "in (0, 1]")):
+            if not fits:
+                raise NasError(f"preset {self.name!r}: {name} must be {expected}, got {getattr(self, name)}")
+        if self.init not in INIT_SCHEMES:
+            raise NasError(f"preset {self.name!r}: init must be one of {', '.join(INIT_SCHEMES)}, got {self.init!r}")
         check_rand_augment(self.randaugment_ops, self.randaugment_magnitude)
         crop_pixels(self.crop_padding, self.resolution)  # refuses a negative padding
         if self.resolution < 8:
@@ -83,6 +94,8 @@ class ProxyPreset:
         changes = {k: v for k, v in changes.items() if v is not None}
         for name, value in changes.items():
             _check_kind(name, kinds[name], value)
+            if kinds[name] == "float":  # 0 and 0.0 are one recipe (a study's stored changes compare them)
+                changes[name] = float(value)
         if "epochs" in changes and "images" in changes:
             raise NasError("a preset's length is images or epochs, not both")
         if "epochs" in changes:

@@ -197,20 +197,22 @@ _DEFAULTS = {field.name: field.default for field in fields(SearchConfig)}
 
 def _canonical_changes(proxy: str, items: tuple[str, ...]) -> tuple[str, ...]:
     """FIELD=VALUE changes of the proxy preset checked against it (NasError naming a wrong field or value),
-    sorted, the last one of a field kept, values written as the parser reads them (flip=False -> flip=false)."""
-    if isinstance(items, str):
+    in one form however they were typed: sorted, one per field (the last), values as the preset holds them
+    (flip=False -> flip=false, crop_padding=0 -> 0.0), changes to the value the preset has already left out."""
+    if isinstance(items, str) or not all(isinstance(item, str) for item in items):
         raise NasError(f"invalid search settings: proxy_changes must be a list of FIELD=VALUE texts, got {items!r}")
     if not items:
         return ()
-    changes = parse_field_changes(list(items), "--proxy-change")
     from nas.proxy.presets import get_preset  # torch loads only when a search changes its preset
 
+    base = get_preset(proxy)
+    changes = parse_field_changes(list(items), "--proxy-change")
     try:
-        get_preset(proxy).with_changes(**changes)
+        changed = base.with_changes(**changes)
     except NasError as exc:
         raise NasError(f"invalid search settings: proxy_changes (--proxy-change): {exc}") from None
-    return tuple(f"{key}={str(value).lower() if isinstance(value, bool) else value}"
-                 for key, value in sorted(changes.items()))
+    values = {key: getattr(changed, key) for key in sorted(changes) if getattr(changed, key) != getattr(base, key)}
+    return tuple(f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in values.items())
 
 
 def _stored(settings: Mapping[str, Any], name: str) -> Any:
