@@ -78,7 +78,7 @@ class ProxyPreset:
         if self.init not in INIT_SCHEMES:
             raise NasError(f"preset {self.name!r}: init must be one of {', '.join(INIT_SCHEMES)}, got {self.init!r}")
         check_rand_augment(self.randaugment_ops, self.randaugment_magnitude)
-        crop_pixels(self.crop_padding, self.resolution)  # refuses a negative padding
+        crop_pixels(self.crop_padding, self.resolution)  # refuses a padding outside [0, 1)
         if self.resolution < 8:
             raise NasError(f"preset {self.name!r}: resolution must be at least 8 pixels, got {self.resolution}")
 

@@ -3,6 +3,7 @@ checkpoint behave as the search and scaling stages rely on."""
 
 import json
 import math
+from pathlib import Path
 from dataclasses import replace
 
 import pytest
@@ -124,16 +125,20 @@ def test_checkpoint_round_trip_reproduces_accuracy(tmp_path):
         load_checkpoint(tmp_path / "bad.safetensors")
 
 
-def test_cli_train_writes_run_folder(tmp_path, capsys):
+def _small_train_command(tmp_path: Path) -> list[str]:
+    """`nas train` of a small spec on a small IDX data set written into tmp_path, one epoch of the tiny preset."""
     from tests.proxy.test_data import make_idx_dir
 
     data_dir = tmp_path / "idx"
     data_dir.mkdir()
     make_idx_dir(data_dir, compress=True, n_train=200, n_test=40)
     save_spec(SMALL, tmp_path / "small.json")
+    return ["train", str(tmp_path / "small.json"), "--data", f"idx:{data_dir}", "--preset", "tiny", "--epochs", "1"]
+
+
+def test_cli_train_writes_run_folder(tmp_path, capsys):
     out = tmp_path / "run"
-    rc = main(["train", str(tmp_path / "small.json"), "--data", f"idx:{data_dir}", "--preset", "tiny",
-               "--epochs", "1", "--out", str(out)])
+    rc = main([*_small_train_command(tmp_path), "--out", str(out)])
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["preset"]["epochs"] == 1 and 0 <= metrics["test_acc"] <= 1
@@ -145,15 +150,9 @@ def test_cli_train_writes_run_folder(tmp_path, capsys):
 
 
 def test_cli_preset_change_sets_any_field_and_a_wrong_one_is_one_line_exit_2(tmp_path, capsys):
-    from tests.proxy.test_data import make_idx_dir
-
-    data_dir = tmp_path / "idx"
-    data_dir.mkdir()
-    make_idx_dir(data_dir, compress=True, n_train=200, n_test=40)
-    save_spec(SMALL, tmp_path / "small.json")
     out = tmp_path / "run"
-    rc = main(["train", str(tmp_path / "small.json"), "--data", f"idx:{data_dir}", "--preset", "tiny", "--epochs", "1",
-               "--preset-change", "flip=false", "--preset-change", "crop_padding=0", "--out", str(out)])
+    rc = main([*_small_train_command(tmp_path), "--preset-change", "flip=false", "--preset-change", "crop_padding=0",
+               "--out", str(out)])
     assert rc == 0
     recipe = json.loads((out / "metrics.json").read_text())["preset"]
     assert recipe["flip"] is False and recipe["crop_padding"] == 0 and recipe["epochs"] == 1
