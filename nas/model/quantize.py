@@ -4,7 +4,9 @@ The recipe is the one onnxruntime's CPU kernels run fastest: QDQ format, weights
 activations uint8 (onnxruntime fuses DequantizeLinear -> op -> QuantizeLinear into its QLinear* kernels,
 SiLU included as QLinearSigmoid and QLinearMul; with int8 activations the convolutions before a SiLU stay
 in float), MinMax calibration, after onnxruntime's own pre-processing (shape inference, basic graph
-optimizations). Before that, the squeeze-and-excitation poolings -- ReduceMean over H and W, as torch's
+optimizations). Weights use 7 of their 8 bits (`reduce_range`): on x86 CPUs without VNNI (AVX2, AVX-512)
+the uint8 x int8 kernel adds products in pairs into 16 bits, which saturate when full-range weights meet
+large activations; a network exported on one machine may run on any, so the file never relies on VNNI. Before that, the squeeze-and-excitation poolings -- ReduceMean over H and W, as torch's
 exporter writes `mean((2, 3))` -- become GlobalAveragePool, the same operation, which onnxruntime runs in
 int8 (a ReduceMean runs in float between a dequantize and a quantize). `bench/bench_int8.py` measures
 speed and accuracy.
@@ -54,7 +56,7 @@ def quantize_onnx(float_path: str | os.PathLike[str], out: str | os.PathLike[str
         quant_pre_process(str(pooled), str(prepared))
         quantize_static(str(prepared), str(out), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax)
+                        calibrate_method=CalibrationMethod.MinMax, reduce_range=True)
     return out
 
 
