@@ -39,7 +39,7 @@ def test_b0_flops_are_the_papers_0_39b():
 
 
 @given(specs())
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 def test_random_specs_match_fvcore_and_module(spec):
     assert count_params(spec) == module_params(spec)
     assert count_flops(spec) == pytest.approx(fvcore_flops(spec), rel=1e-3)
