@@ -20,6 +20,7 @@ side (`--seeds 0 --threads 1`, ...) share it; run once more with every seed for 
     python bench/bench_search.py [--budget 900] [--seeds 0,1,2] [--threads N] [--out runs/bench-search]
     python bench/bench_search.py --space tiny --proxy tiny --supernet-preset tiny --target-flops 40M --budget 60
     python bench/bench_search.py --methods "halving nsga2,halving random,stand-alone nsga2" --budget 420
+    python bench/bench_search.py --data folder:DIR --proxy-change crop_padding=0.03125 --proxy-change flip=false
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from nas._common.tables import print_table  # noqa: E402
 from nas.arch.cost import count_flops  # noqa: E402
 from nas.arch.space import RandomChoices, load_space, sample  # noqa: E402
 from nas.arch.spec import Spec  # noqa: E402
+from nas.errors import NasError  # noqa: E402
 from nas.search.config import SearchConfig  # noqa: E402
 from nas.search.estimators import proxy_evaluator  # noqa: E402
 from nas.search.pareto import hypervolume  # noqa: E402
@@ -65,7 +67,10 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=900.0, help="wall-clock seconds per run")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--space", default="mnasnet")
+    parser.add_argument("--data", default=SearchConfig.data, help="the data set every run searches and retrains on")
     parser.add_argument("--proxy", default="search")
+    parser.add_argument("--proxy-change", action="append", default=[], metavar="FIELD=VALUE",
+                        help="change a field of the stand-alone preset, as `nas search --proxy-change`")
     parser.add_argument("--supernet-preset", default="search")
     parser.add_argument("--target-flops", default="400M")
     parser.add_argument("--finalists", type=int, default=SearchConfig.finalists)
@@ -88,8 +93,14 @@ def main() -> None:
 
     target = parse_flops(args.target_flops)
     seeds = [int(s) for s in args.seeds.split(",")]
-    common = dict(space=args.space, proxy=args.proxy, supernet_preset=args.supernet_preset, target_flops=target,
-                  finalists=args.finalists, runs_dir=str(args.out))
+    common = dict(space=args.space, data=args.data, proxy=args.proxy, proxy_changes=tuple(args.proxy_change),
+                  supernet_preset=args.supernet_preset, target_flops=target, finalists=args.finalists,
+                  runs_dir=str(args.out))
+    # the cache's runs and retrainings hold for one task: another data set or recipe needs its own --out
+    task = {key: common[key] for key in ("space", "data", "proxy", "supernet_preset", "target_flops")}
+    task["proxy_changes"] = list(SearchConfig(**common).proxy_changes)
+    if cache.setdefault("task", task) != task:
+        raise SystemExit(f"{cache_path} holds runs of {cache['task']}, not {task}: choose another --out")
     methods = {name: METHODS[name] for name in args.methods.split(",") if name in METHODS}
     if len(methods) != len(args.methods.split(",")):
         raise SystemExit(f"--methods: choose from {', '.join(METHODS)}")
@@ -194,4 +205,7 @@ def _finalist_seconds(config: SearchConfig, space, cache: dict, save) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except NasError as exc:  # bad settings or data: one line
+        raise SystemExit(f"bench_search: {exc}") from None
