@@ -15,12 +15,16 @@ Printed per method, over seeds: the hypervolume of the retrained (error, FLOPs/T
 point (error 1, FLOPs/T = the hard cap), the same front's best accuracy across the FLOPs window (a staged run
 reports only finalists inside it), the retrained selected network's reward, and their spread.
 Runs and retrainings are cached in `--out`, so the bench resumes, and processes running different seeds side by
-side (`--seeds 0 --threads 1`, ...) share it; run once more with every seed for the whole table. Usage:
+side (`--seeds 0 --threads 1`, ...) share it; run once more with every seed for the whole table. A cache holds
+one task (the space, data, presets, target, budget, finalists): another one needs its own --out. Usage:
 
     python bench/bench_search.py [--budget 900] [--seeds 0,1,2] [--threads N] [--out runs/bench-search]
-    python bench/bench_search.py --space tiny --proxy tiny --supernet-preset tiny --target-flops 40M --budget 60
-    python bench/bench_search.py --methods "halving nsga2,halving random,stand-alone nsga2" --budget 420
-    python bench/bench_search.py --data folder:DIR --proxy-change crop_padding=0.03125 --proxy-change flip=false
+    python bench/bench_search.py --space tiny --proxy tiny --supernet-preset tiny --target-flops 40M --budget 60 \
+        --out runs/bench-search-tiny
+    python bench/bench_search.py --methods "halving nsga2,halving random,stand-alone nsga2" --budget 420 \
+        --out runs/bench-search-420
+    python bench/bench_search.py --data folder:DIR --proxy-change crop_padding=0.03125 --proxy-change flip=false \
+        --out runs/bench-search-folder
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from nas.arch.cost import count_flops  # noqa: E402
 from nas.arch.space import RandomChoices, load_space, sample  # noqa: E402
 from nas.arch.spec import Spec  # noqa: E402
 from nas.errors import NasError  # noqa: E402
-from nas.search.config import SearchConfig  # noqa: E402
+from nas.search.config import SearchConfig, proxy_label  # noqa: E402
 from nas.search.estimators import proxy_evaluator  # noqa: E402
 from nas.search.pareto import hypervolume  # noqa: E402
 from nas.search.report import gather  # noqa: E402
@@ -83,29 +87,35 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
-    cache_path = args.out / "results.json"
-    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
-
-    def save() -> None:  # merged with what is on disk: one process per seed may share --out
-        on_disk = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
-        cache.update({**on_disk, **cache})
-        write_text_atomic(cache_path, json.dumps(cache, indent=1))
-
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        raise SystemExit(f"bench_search: --seeds {args.seeds!r}: give whole numbers, e.g. 0,1,2") from None
     target = parse_flops(args.target_flops)
-    seeds = [int(s) for s in args.seeds.split(",")]
     common = dict(space=args.space, data=args.data, proxy=args.proxy, proxy_changes=tuple(args.proxy_change),
                   supernet_preset=args.supernet_preset, target_flops=target, finalists=args.finalists,
                   runs_dir=str(args.out))
-    # the cache's runs and retrainings hold for one task: another data set or recipe needs its own --out
-    task = {key: common[key] for key in ("space", "data", "proxy", "supernet_preset", "target_flops")}
-    task["proxy_changes"] = list(SearchConfig(**common).proxy_changes)
-    if cache.setdefault("task", task) != task:
-        raise SystemExit(f"{cache_path} holds runs of {cache['task']}, not {task}: choose another --out")
+    shared = SearchConfig(study="shared", **common)
+    # The cached runs and retrainings answer one task: the study settings apart from what each run sets, and
+    # the budget. Another task needs its own --out, else its table would report the first one's runs.
+    task = {key: value for key, value in shared.identity().items() if key not in PER_RUN_FIELDS}
+    task.update(budget=args.budget, finalists=args.finalists)
+    cache_path = args.out / "results.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    _check_task(cache, task, cache_path)
+    cache["task"] = task
+
+    def save() -> None:  # merged with what is on disk: one process per seed may share --out
+        on_disk = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+        _check_task(on_disk, task, cache_path)  # another process, started meanwhile with another task
+        cache.update({**on_disk, **cache})
+        write_text_atomic(cache_path, json.dumps(cache, indent=1))
+
+    save()  # the task is on disk before any work, so a process started with another one is refused
     methods = {name: METHODS[name] for name in args.methods.split(",") if name in METHODS}
     if len(methods) != len(args.methods.split(",")):
         raise SystemExit(f"--methods: choose from {', '.join(METHODS)}")
     space = load_space(args.space)
-    shared = SearchConfig(study="shared", **common)
     finalist_time = _finalist_seconds(shared, space, cache, save)
     supernet_run = {"seconds": 0.0, "folder": None}
     if any(strategy == "supernet" for strategy, _ in methods.values()):  # trained once, counted in each run
@@ -176,12 +186,27 @@ def main() -> None:
                for name, values in per_method.items()]
     print()
     print_table(summary)
-    print(f"\nretrained stand-alone ({args.proxy} preset, seed {RETRAIN_SEED}); hypervolume of (error, FLOPs/T) up to "
-          f"(1, {shared.hard_cap:g}); window_acc: the best retrained accuracy at or below each FLOPs of the "
-          f"{low / 1e6:g}M-{high / 1e6:g}M window, averaged over it; reward {reward.describe()}")
+    print(f"\non {args.data}, retrained stand-alone (preset {proxy_label(shared.identity())}, seed "
+          f"{RETRAIN_SEED}); hypervolume of (error, FLOPs/T) up to (1, {shared.hard_cap:g}); window_acc: the best "
+          f"retrained accuracy at or below each FLOPs of the {low / 1e6:g}M-{high / 1e6:g}M window, averaged over it; "
+          f"reward {reward.describe()}")
 
 
 CALIBRATION_CANDIDATES = 3
+PER_RUN_FIELDS = ("strategy", "sampler", "seed", "population")  # identity fields each method or seed sets
+
+
+def _check_task(cache: dict, task: dict, path: Path) -> None:
+    """SystemExit unless `cache` is empty or holds runs of `task`."""
+    if not cache or cache.get("task") == task:
+        return
+    if "task" not in cache:
+        raise SystemExit(f"bench_search: {path} holds runs from before the bench recorded their task: "
+                         "choose another --out")
+    held = cache["task"]
+    differ = ", ".join(f"{key} {held.get(key)!r}, not {task.get(key)!r}" for key in sorted(held.keys() | task.keys())
+                       if held.get(key) != task.get(key))
+    raise SystemExit(f"bench_search: {path} holds runs of another task ({differ}): choose another --out")
 
 
 def _finalist_seconds(config: SearchConfig, space, cache: dict, save) -> float:
