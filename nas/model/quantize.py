@@ -4,12 +4,14 @@ The recipe is the one onnxruntime's CPU kernels run fastest: QDQ format, weights
 activations uint8 (onnxruntime fuses DequantizeLinear -> op -> QuantizeLinear into its QLinear* kernels,
 SiLU included as QLinearSigmoid and QLinearMul; with int8 activations the convolutions before a SiLU stay
 in float), MinMax calibration, after onnxruntime's own pre-processing (shape inference, basic graph
-optimizations). Weights use 7 of their 8 bits (`reduce_range`): on x86 CPUs without VNNI (AVX2, AVX-512)
-the uint8 x int8 kernel adds products in pairs into 16 bits, which saturate when full-range weights meet
-large activations; a network exported on one machine may run on any, so the file never relies on VNNI. Before that, the squeeze-and-excitation poolings -- ReduceMean over H and W, as torch's
+optimizations). Before that, the squeeze-and-excitation poolings -- ReduceMean over H and W, as torch's
 exporter writes `mean((2, 3))` -- become GlobalAveragePool, the same operation, which onnxruntime runs in
-int8 (a ReduceMean runs in float between a dequantize and a quantize). `bench/bench_int8.py` measures
-speed and accuracy.
+int8 (a ReduceMean runs in float between a dequantize and a quantize).
+
+Weights keep to [-64, 64] (`reduce_range`; activations keep all of uint8): on x86 without VNNI (AVX2,
+AVX-512) onnxruntime's uint8 x int8 kernel adds products in pairs into saturating 16-bit sums, which
+full-range weights overflow (2 x 255 x 127 > 32767; 2 x 255 x 64 fits). A file exported on one machine may
+run on any, so it never relies on VNNI. `bench/bench_int8.py` measures speed and accuracy.
 """
 
 from __future__ import annotations

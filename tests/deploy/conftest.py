@@ -29,7 +29,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip(f"Fashion-MNIST is not installed in {FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)")
     folder = tmp_path_factory.mktemp("trained")
     (folder / "tiny_net.json").write_text(TINY_NET.to_json())
-    # two epochs (112 steps) take it well above chance, so the int8 check compares real predictions
+    # two epochs take it well above chance, so the int8 check compares real predictions
     code = main(["-q", "train", str(folder / "tiny_net.json"), "--preset", "tiny", "--subset", "2000",
                  "--epochs", "2", "--threads", "1", "--out", str(folder / "run")])
     assert code == 0

@@ -77,3 +77,8 @@ def test_the_verdict_weighs_the_gap_against_the_two_compared_methods_spreads():
     assert "within the larger seed spread of the two (19.00 points)" in verdicts(rows)[0]
     one_seed = [{**r, "spread": ""} for r in rows]
     assert verdicts(one_seed)[0].endswith("(one seed each: no spread measured)")
+    # one line per budget, smallest first (the end-to-end test trains one budget)
+    at_two = [{**r, "budget": 2.0, "val_acc": r["val_acc"] - 0.01} for r in rows[1:]]
+    lines = verdicts(at_two + rows)
+    assert [line.split(" ", 1)[0] for line in lines] == ["2x", "4x"] and lines[1] == verdicts(rows)[0]
+    assert "resolution scaling wins (0.7785)" in lines[0]
