@@ -23,8 +23,7 @@ one task (the space, data, presets, target, budget, finalists): another one need
         --out runs/bench-search-tiny
     python bench/bench_search.py --methods "halving nsga2,halving random,stand-alone nsga2" --budget 420 \
         --out runs/bench-search-420
-    python bench/bench_search.py --data folder:DIR --proxy-change crop_padding=0.03125 --proxy-change flip=false \
-        --out runs/bench-search-folder
+    python bench/bench_search.py --data folder:DIR --proxy-change lr_per_256=0.008 --out runs/bench-search-folder
 """
 
 from __future__ import annotations

@@ -249,14 +249,14 @@ def test_proxy_changes_train_the_candidates_and_resume_however_they_are_typed(tm
 
 
 def test_proxy_changes_are_checked_against_the_preset_and_stored_canonically():
-    changed = SearchConfig(proxy_changes=("flip=true", "crop_padding=0.03125", "flip=False"))
-    assert changed.proxy_changes == ("crop_padding=0.03125", "flip=false")  # sorted, the last of a field kept
-    assert changed.proxy_field_changes == {"crop_padding": 0.03125, "flip": False}
-    assert changed.identity()["proxy_changes"] == ["crop_padding=0.03125", "flip=false"]
+    changed = SearchConfig(proxy_changes=("flip=false", "crop_padding=0.125", "flip=True"))
+    assert changed.proxy_changes == ("crop_padding=0.125", "flip=true")  # sorted, the last of a field kept
+    assert changed.proxy_field_changes == {"crop_padding": 0.125, "flip": True}
+    assert changed.identity()["proxy_changes"] == ["crop_padding=0.125", "flip=true"]
     assert SearchConfig().identity()["proxy_changes"] == []
     # one recipe, one identity: an int for a float field, and a change to the preset's own value
     assert SearchConfig(proxy_changes=("crop_padding=0",)).proxy_changes == ("crop_padding=0.0",)
-    assert SearchConfig(proxy_changes=("flip=true", "images=35840")).proxy_changes == ()
+    assert SearchConfig(proxy_changes=("flip=false", "images=35840")).proxy_changes == ()
     for wrong, message in (("init=fan-in", "init must be one of"), ("crop_padding=inf", "crop_padding"),
                            ("label_smoothing=5", "label_smoothing"), ("bn_momentum=nan", "bn_momentum")):
         with pytest.raises(NasError, match=message):  # refused before a study exists, not in every trial
